@@ -1,0 +1,334 @@
+"""PyTorch binding: `ScheduleLR`, a drop-in `torch.optim.lr_scheduler` scheduler for any lrkit
+schedule.
+
+Usage is torch's: call ``scheduler.step()`` after ``optimizer.step()``. What differs:
+
+- The position in the schedule is the number of optimizer steps actually *applied*, counted by
+  a hook on the optimizer. A step that `GradScaler` skips (inf/NaN gradients) or a micro-batch
+  of gradient accumulation that does not call ``optimizer.step()`` does not advance the
+  schedule, however often ``scheduler.step()`` is called.
+- Every LR is computed in closed form from that count, so a run saved at any step and resumed
+  into fresh objects continues with bit-identical LRs (and momenta).
+- Param groups: each group's LR is ``scale * schedule(step)``. A group's scale is its own
+  ``"lr_scale"`` key if it has one, else ``scales[i]`` if given, else its LR divided by the
+  optimizer's default LR (so groups built with their own LR keep their ratio). Groups added
+  later with ``optimizer.add_param_group`` are scheduled from the next ``step()``.
+- Schedules that cycle momentum (one-cycle, ``with_momentum``) write ``momentum``, or ``betas[0]``
+  for Adam-style optimizers.
+- A tensor LR (``torch.optim.Adam(params, lr=torch.tensor(1e-3))``) is updated in place, so a
+  ``torch.compile``d optimizer step is not recompiled when the LR changes.
+- The constructor only writes the step-0 LR; it does not step or wrap the optimizer.
+- Reduce-on-plateau composes: report a metric with ``scheduler.report(val_loss)``.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from lrkit.schedules import HorizonError, Schedule, ScheduleError, from_config, parse
+
+__all__ = ["ScheduleLR", "STATE_FORMAT"]
+
+#: Identifies the layout of `ScheduleLR.state_dict()`.
+STATE_FORMAT = "lrkit.ScheduleLR/1"
+
+#: LRs are evaluated in aligned blocks of this many steps and cached; alignment makes every
+#: value independent of where a run started or resumed.
+BLOCK = 1024
+
+
+def _as_schedule(schedule: Any) -> Schedule:
+    if isinstance(schedule, Schedule):
+        return schedule
+    if isinstance(schedule, str):
+        return parse(schedule)
+    if isinstance(schedule, Mapping):
+        return from_config(schedule)
+    raise TypeError(
+        f"ScheduleLR: `schedule` must be an lrkit Schedule, a spec string or a config dict, "
+        f"got {type(schedule).__name__}"
+    )
+
+
+def _write(group: dict[str, Any], key: str, value: float) -> None:
+    old = group[key]
+    if isinstance(old, torch.Tensor):
+        old.fill_(value)
+    else:
+        group[key] = value
+
+
+def _read(value: Any) -> float:
+    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
+
+
+class ScheduleLR(LRScheduler):
+    """Drive an optimizer's learning rates (and momentum) with an lrkit schedule.
+
+    Args:
+        optimizer: the torch optimizer.
+        schedule: an lrkit `Schedule`, a spec string (``"warmup(100) >> cosine(3e-3, steps=900)"``)
+            or a config dict.
+        scales: optional per-group LR multipliers (a list, one per param group at construction).
+        count: ``"optimizer"`` (default): the schedule advances by applied optimizer steps;
+            ``"calls"``: by calls to `step` (torch's behaviour, for loops that never call
+            ``optimizer.step()`` directly).
+
+    Example::
+
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        sched = ScheduleLR(opt, "warmup(100) >> cosine(0.1, steps=900)")
+        for x, y in batches:
+            loss_fn(model(x), y).backward()
+            opt.step(); opt.zero_grad()
+            sched.step()
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        schedule: Schedule | str | Mapping[str, Any],
+        *,
+        scales: Sequence[float] | None = None,
+        count: Literal["optimizer", "calls"] = "optimizer",
+    ) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(
+                f"ScheduleLR: `optimizer` must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if count not in ("optimizer", "calls"):
+            raise ValueError(f"ScheduleLR: `count` must be 'optimizer' or 'calls', got count={count!r}")
+        self.optimizer = optimizer
+        self.schedule = _as_schedule(schedule)
+        self.schedule.check_complete()
+        self.count = count
+        self._explicit_scales = None if scales is None else [float(s) for s in scales]
+        if self._explicit_scales is not None:
+            if len(self._explicit_scales) != len(optimizer.param_groups):
+                raise ValueError(
+                    f"ScheduleLR: `scales` needs one value per param group "
+                    f"({len(optimizer.param_groups)}), got {len(self._explicit_scales)}"
+                )
+            for i, s in enumerate(self._explicit_scales):
+                if not (math.isfinite(s) and s >= 0):
+                    raise ValueError(f"ScheduleLR: scales[{i}] must be finite and >= 0, got {s!r}")
+        self._scales: list[float] = []
+        self._momentum_keys: list[str | None] = []
+        self._step = 0
+        self._applied = 0
+        self._block = -1
+        self._lr_block = np.empty(0)
+        self._mom_block: np.ndarray | None = None
+        self._last_lr: list[float | torch.Tensor] = []
+        self.base_lrs = [_read(g["lr"]) for g in optimizer.param_groups]
+        self._sync_groups()
+        ref = weakref.ref(self)
+
+        def _count_applied(opt: Optimizer, args: Any, kwargs: Any) -> None:
+            me = ref()
+            if me is not None:
+                me._applied += 1
+
+        self._hook = optimizer.register_step_post_hook(_count_applied)
+        self._apply(0)
+
+    # -- torch's scheduler API ------------------------------------------------------------------
+    @property  # type: ignore[override]
+    def last_epoch(self) -> int:
+        """The current position in the schedule (torch's name for it)."""
+        return self._step
+
+    @last_epoch.setter
+    def last_epoch(self, value: int) -> None:
+        raise AttributeError("ScheduleLR.last_epoch is read-only; use load_state_dict to resume")
+
+    def step(self, epoch: None = None) -> None:  # type: ignore[override]
+        """Advance to the number of applied optimizer steps and write the LRs for the next step."""
+        if epoch is not None:
+            raise TypeError(
+                "ScheduleLR.step() takes no epoch: the position is the count of applied "
+                "optimizer steps; to resume, use load_state_dict"
+            )
+        if self.count == "calls":
+            self._applied = self._step + 1
+        self._apply(self._applied)
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        """The LRs the schedule prescribes at the current step, one per param group."""
+        lr = self._lr_at(self._step)
+        return [s * lr for s in self._scales]
+
+    def get_last_lr(self) -> list[float | torch.Tensor]:
+        """The LRs written at the last `step` (tensor copies for tensor LRs)."""
+        return list(self._last_lr)
+
+    def report(self, metric: float) -> bool:
+        """Report a validation metric to the schedule's `plateau` nodes.
+
+        Call it once per evaluation (typically per epoch). Returns True when it reduced the LR,
+        which takes effect from the next optimizer step.
+        """
+        if not self.schedule.has_plateau:
+            raise ValueError(
+                f"ScheduleLR.report: the schedule {self.schedule} has no plateau node; "
+                f"compose one, e.g. warmup(100) >> plateau(1e-3, factor=0.5, patience=3)"
+            )
+        value = _read(metric) if isinstance(metric, torch.Tensor) else metric
+        before = self._lr_at(self._step)
+        self.schedule = self.schedule.observe(float(self._step), value)
+        self._block = -1
+        self._apply(self._step)
+        return self._lr_at(self._step) != before
+
+    # -- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data: the schedule's config (including plateau state), the step, the scales."""
+        return {
+            "format": STATE_FORMAT,
+            "schedule": self.schedule.to_config(),
+            "step": self._step,
+            "scales": list(self._scales),
+            "count": self.count,
+        }
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], *, schedule: Literal["check", "saved", "current"] = "check"
+    ) -> None:
+        """Resume from `state_dict` and write the LRs of the saved step.
+
+        Args:
+            state_dict: from `state_dict`.
+            schedule: what to do when the saved schedule differs from the one this object was
+                built with (for instance a different total length): ``"check"`` raises (a changed
+                schedule silently shifts the position in it), ``"saved"`` continues the saved
+                schedule, ``"current"`` continues the new one at the saved step.
+        """
+        if not isinstance(state_dict, Mapping) or state_dict.get("format") != STATE_FORMAT:
+            got = state_dict.get("format") if isinstance(state_dict, Mapping) else type(state_dict).__name__
+            raise ValueError(
+                f"ScheduleLR.load_state_dict: expected a state dict of format {STATE_FORMAT!r}, "
+                f"got {got!r}"
+            )
+        step = state_dict.get("step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"ScheduleLR.load_state_dict: `step` must be an int >= 0, got {step!r}")
+        try:
+            saved = from_config(state_dict["schedule"])
+        except (KeyError, ScheduleError) as e:
+            raise ValueError(f"ScheduleLR.load_state_dict: bad `schedule`: {e}") from None
+        if schedule not in ("check", "saved", "current"):
+            raise ValueError(
+                f"ScheduleLR.load_state_dict: `schedule` must be 'check', 'saved' or 'current', "
+                f"got {schedule!r}"
+            )
+        if schedule == "check" and saved.fresh() != self.schedule.fresh():
+            raise ValueError(
+                "ScheduleLR.load_state_dict: the checkpoint was saved with the schedule\n"
+                f"  {saved.fresh()}\nbut this scheduler was built with\n  {self.schedule.fresh()}\n"
+                "Resuming would silently shift the position in the schedule. Pass "
+                "schedule='saved' to continue the saved one or schedule='current' to switch."
+            )
+        scales = state_dict.get("scales", [])
+        if not isinstance(scales, list) or not all(isinstance(s, (int, float)) for s in scales):
+            raise ValueError(f"ScheduleLR.load_state_dict: `scales` must be a list of numbers, got {scales!r}")
+        if schedule != "current":
+            self.schedule = saved
+        elif saved.has_plateau and saved.fresh() == self.schedule.fresh():
+            self.schedule = saved
+        self.count = state_dict.get("count", self.count)
+        n = min(len(scales), len(self.optimizer.param_groups))
+        self._scales = [float(s) for s in scales[:n]]
+        self._momentum_keys = self._momentum_keys[:n]
+        self._sync_groups()
+        self._block = -1
+        self._step = step
+        self._applied = step
+        self._apply(step)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _sync_groups(self) -> None:
+        """Give every param group a scale and a momentum key (groups may be added later)."""
+        groups = self.optimizer.param_groups
+        default = self.optimizer.defaults.get("lr")
+        default_lr = None if default is None else _read(default)
+        needs_momentum = self.schedule.has_momentum
+        for i in range(len(self._scales), len(groups)):
+            g = groups[i]
+            if "lr_scale" in g:
+                scale = float(g["lr_scale"])
+            elif self._explicit_scales is not None and i < len(self._explicit_scales):
+                scale = self._explicit_scales[i]
+            else:
+                lr = _read(g["lr"])
+                if default_lr is not None and lr == default_lr:
+                    scale = 1.0
+                elif default_lr:
+                    scale = lr / default_lr
+                else:
+                    raise ValueError(
+                        f"ScheduleLR: param group {i} has lr={lr} but the optimizer's default lr "
+                        f"is {default}; give the group an 'lr_scale' or pass scales="
+                    )
+            self._scales.append(scale)
+            key: str | None = None
+            if "betas" in g:
+                key = "betas"
+            elif "momentum" in g:
+                key = "momentum"
+            elif needs_momentum:
+                raise ValueError(
+                    f"ScheduleLR: the schedule {self.schedule} cycles momentum, but param group {i} "
+                    f"of {type(self.optimizer).__name__} has neither 'momentum' nor 'betas'; "
+                    f"use a schedule without momentum (e.g. onecycle(..., momentum=none))"
+                )
+            self._momentum_keys.append(key)
+
+    def _fill(self, block: int) -> None:
+        t = np.arange(block * BLOCK, (block + 1) * BLOCK, dtype=np.float64)
+        self._lr_block = self.schedule.evaluate(t)
+        self._mom_block = self.schedule.evaluate_momentum(t)
+        self._block = block
+
+    def _lr_at(self, step: int) -> float:
+        if step // BLOCK != self._block:
+            self._fill(step // BLOCK)
+        return float(self._lr_block[step % BLOCK])
+
+    def _apply(self, step: int) -> None:
+        lim = self.schedule.limit
+        if lim is not None and step >= lim:
+            raise HorizonError(
+                f"ScheduleLR: step {step} is past the end of {self.schedule} (it ends at step "
+                f"{int(lim) - 1} with after='error'); the run is longer than the schedule"
+            )
+        self._step = step
+        groups = self.optimizer.param_groups
+        if len(groups) > len(self._scales):
+            self._sync_groups()
+        lr = self._lr_at(step)
+        if not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"ScheduleLR: {self.schedule} gives lr={lr} at step {step}")
+        mom = float(self._mom_block[step % BLOCK]) if self._mom_block is not None else math.nan
+        last: list[float | torch.Tensor] = []
+        for g, scale, key in zip(groups, self._scales, self._momentum_keys, strict=True):
+            _write(g, "lr", scale * lr)
+            if key is not None and not math.isnan(mom):
+                if key == "momentum":
+                    _write(g, "momentum", mom)
+                else:
+                    b = g["betas"]
+                    if isinstance(b[0], torch.Tensor):
+                        b[0].fill_(mom)
+                    else:
+                        g["betas"] = (mom, *tuple(b)[1:])
+            v = g["lr"]
+            last.append(v.detach().clone() if isinstance(v, torch.Tensor) else v)
+        self._last_lr = last

@@ -1,0 +1,104 @@
+"""`lint`: the mistakes users make with schedules, found before training starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lrkit.schedules._base import Schedule
+from lrkit.schedules._compose import Sequence, Warmup
+
+#: A relative change at a join above this is reported as a jump.
+JUMP_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class LintWarning:
+    """One finding: a short `code`, the `step` it concerns (or None) and a `message`."""
+
+    code: str
+    message: str
+    step: int | None = None
+
+    def __str__(self) -> str:
+        where = f"step {self.step}: " if self.step is not None else ""
+        return f"[{self.code}] {where}{self.message}"
+
+
+def _joins(s: Schedule, offset: float = 0.0) -> list[tuple[float, Schedule, Schedule]]:
+    """Every join of a sequence (absolute step, part before, part after), nested ones too."""
+    out: list[tuple[float, Schedule, Schedule]] = []
+    if isinstance(s, Sequence):
+        starts = s.boundaries
+        for i in range(1, len(s.parts)):
+            out.append((offset + starts[i], s.parts[i - 1], s.parts[i]))
+    return out
+
+
+def lint(schedule: Schedule, steps: int) -> list[LintWarning]:
+    """Check `schedule` for a training run of `steps` optimizer steps.
+
+    Finds: a jump at a join of a sequence (a warmup that does not meet the next part, a decay
+    that ends far from where the next part starts), an LR of 0 at step 0 (a wasted step), a
+    horizon shorter than the training (the LR holds a final value, or raises, for the rest), a
+    schedule much longer than the training (it never finishes its decay), non-finite or negative
+    values, and steps past an ``after="error"`` horizon.
+
+    >>> [w.code for w in lint(cosine(0.1, steps=50), steps=100)]
+    ['horizon-short']
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"lint: `steps` must be an integer >= 1, got steps={steps!r}")
+    steps = int(steps)
+    out: list[LintWarning] = []
+    t = np.arange(steps + 1, dtype=np.float64)
+    values = schedule.evaluate(t)
+    if not np.all(np.isfinite(values)):
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        out.append(LintWarning("non-finite", f"the LR is {values[bad]} here", bad))
+    elif np.any(values < 0):
+        bad = int(np.flatnonzero(values < 0)[0])
+        out.append(LintWarning("negative", f"the LR is negative ({values[bad]:.3g})", bad))
+    if values[0] == 0.0:
+        out.append(LintWarning(
+            "zero-at-start",
+            "the LR is 0 at step 0, so the first optimizer step does nothing; start a warmup "
+            "above 0 (warmup(n) does by default)", 0,
+        ))
+    for at, before, after in _joins(schedule):
+        if at >= steps:
+            continue
+        if isinstance(before, Warmup):
+            continue  # a warmup meets the next part by construction
+        end = float(before.evaluate(np.array([float(before.duration or 0.0)]))[0])
+        start = float(after.evaluate(np.zeros(1))[0])
+        scale = max(abs(end), abs(start))
+        if scale > 0 and abs(end - start) / scale > JUMP_TOLERANCE:
+            out.append(LintWarning(
+                "jump",
+                f"the LR jumps from {end:.4g} to {start:.4g} where {after} begins "
+                f"(after {before})", int(at),
+            ))
+    lim = schedule.limit
+    dur = schedule.duration
+    if lim is not None and lim <= steps:
+        out.append(LintWarning(
+            "past-end",
+            f"the schedule ends at step {int(lim) - 1} with after='error', but training runs "
+            f"{steps} steps: the run will stop with HorizonError", int(lim),
+        ))
+    elif dur is not None and dur < steps:
+        held = float(schedule.evaluate(np.array([dur]))[0])
+        out.append(LintWarning(
+            "horizon-short",
+            f"the schedule ends at step {dur:g} but training runs {steps} steps: the last "
+            f"{steps - dur:g} steps hold the LR at {held:.4g}", int(np.ceil(dur)),
+        ))
+    elif dur is not None and dur > 1.5 * steps:
+        out.append(LintWarning(
+            "horizon-long",
+            f"the schedule lasts {dur:g} steps but training runs {steps}: it stops at "
+            f"{100 * steps / dur:.0f}% of its course (is `steps` in epochs instead of steps?)",
+        ))
+    return out
