@@ -287,7 +287,7 @@ class ScheduleLR(LRScheduler):
                 raise ValueError(
                     f"ScheduleLR: the schedule {self.schedule} cycles momentum, but param group {i} "
                     f"of {type(self.optimizer).__name__} has neither 'momentum' nor 'betas'; "
-                    f"use a schedule without momentum (e.g. onecycle(..., momentum=none))"
+                    f"use a schedule without momentum (e.g. onecycle(..., momentum_range=none))"
                 )
             self._momentum_keys.append(key)
 

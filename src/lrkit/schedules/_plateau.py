@@ -35,7 +35,8 @@ class Plateau(Schedule):
     The decision rule is ``torch.optim.lr_scheduler.ReduceLROnPlateau``'s, with the same defaults:
     a metric is an improvement if it beats ``best`` by more than `threshold` (relative or
     absolute, for ``mode="min"`` or ``"max"``); after more than `patience` reports without one,
-    the LR is reduced and `cooldown` reports are ignored. NaN never improves.
+    the LR is reduced and `cooldown` reports are ignored; a reduction smaller than `eps` is not
+    made. NaN never improves.
 
     Composes: ``warmup(500) >> plateau(1e-3, factor=0.5, patience=3)`` warms up and then reduces
     on plateau; metrics reported during the warmup are ignored.
@@ -55,6 +56,7 @@ class Plateau(Schedule):
     threshold_mode: str = "rel"
     cooldown: int = 0
     min_lr: float = 0.0
+    eps: float = 1e-8
     # state (plain data, updated by `observe`)
     best: float | None = field(default=None, kw_only=True)
     bad: int = field(default=0, kw_only=True)
@@ -81,6 +83,7 @@ class Plateau(Schedule):
         )
         set_field(self, "cooldown", integer(self.name, "cooldown", self.cooldown, low=0))
         set_field(self, "min_lr", real(self.name, "min_lr", self.min_lr, low=0.0))
+        set_field(self, "eps", real(self.name, "eps", self.eps, low=0.0))
         if self.best is not None:
             set_field(self, "best", real(self.name, "best", self.best))
         set_field(self, "bad", integer(self.name, "bad", self.bad, low=0))
@@ -156,7 +159,11 @@ class Plateau(Schedule):
                     f"plateau: metrics must be reported in step order, got step {step} after a "
                     f"reduction at step {reductions[-1]}"
                 )
-            reductions = reductions + (step,)
+            now = np.array([float(step)])
+            current = float(self._eval(now)[0])
+            after = float(replace(self, reductions=reductions + (step,))._eval(now)[0])
+            if current - after > self.eps:  # torch's rule: smaller changes are not made
+                reductions = reductions + (step,)
             cooldown_left = self.cooldown
             bad = 0
         if best is not None and not math.isfinite(best):

@@ -63,12 +63,14 @@ def _momentum_pair(owner: str, value: Any) -> tuple[float, float] | None:
         return None
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ScheduleError(
-            f"{owner}: `momentum` must be [low, high] (or none), got momentum={value!r}"
+            f"{owner}: `momentum_range` must be [low, high] (or none), got momentum_range={value!r}"
         )
-    lo = real(owner, "momentum[0]", value[0], low=0.0, high=1.0, high_open=True)
-    hi = real(owner, "momentum[1]", value[1], low=0.0, high=1.0, high_open=True)
+    lo = real(owner, "momentum_range[0]", value[0], low=0.0, high=1.0, high_open=True)
+    hi = real(owner, "momentum_range[1]", value[1], low=0.0, high=1.0, high_open=True)
     if lo > hi:
-        raise ScheduleError(f"{owner}: `momentum` must be [low, high] with low <= high, got {value!r}")
+        raise ScheduleError(
+            f"{owner}: `momentum_range` must be [low, high] with low <= high, got {value!r}"
+        )
     return (lo, hi)
 
 
@@ -129,8 +131,9 @@ class Cyclic(Recipe):
 
     The same sequence as ``torch.optim.lr_scheduler.CyclicLR(base_lr=low, max_lr=high,
     step_size_up=half, step_size_down=down, mode=mode, gamma=gamma)``. With
-    ``momentum=[low_m, high_m]`` momentum cycles inversely, from `high_m` down to `low_m` at the
-    LR's peak (torch's ``cycle_momentum``); by default momentum is left alone.
+    ``momentum_range=[low_m, high_m]`` momentum cycles inversely, from `high_m` down to `low_m` at the
+    LR's peak (torch's ``cycle_momentum``; the momentum follows the plain triangle, without the
+    triangular2 or exp_range amplitude decay); by default momentum is left alone.
 
     >>> s = cyclic(0.001, 0.1, half=20, mode="triangular2")
     >>> round(s(20), 6), round(s(60), 6)
@@ -145,7 +148,7 @@ class Cyclic(Recipe):
     down: float | None = None
     mode: str = "triangular"
     gamma: float = 1.0
-    momentum: tuple[float, float] | None = None
+    momentum_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         set_field(self, "low", real(self.name, "low", self.low, low=0.0))
@@ -162,7 +165,7 @@ class Cyclic(Recipe):
             choice(self.name, "mode", self.mode, ("triangular", "triangular2", "exp_range")),
         )
         set_field(self, "gamma", real(self.name, "gamma", self.gamma, low=0.0, low_open=True, high=1.0))
-        set_field(self, "momentum", _momentum_pair(self.name, self.momentum))
+        set_field(self, "momentum_range", _momentum_pair(self.name, self.momentum_range))
 
     def _wave(self) -> Schedule:
         down = self.half if self.down is None else self.down
@@ -174,9 +177,9 @@ class Cyclic(Recipe):
         if self.mode == "exp_range":
             wave = Product((wave, Exponential(1.0, factor=self.gamma)))
         lr = Affine(wave, scale=self.high - self.low, shift=self.low)
-        if self.momentum is None:
+        if self.momentum_range is None:
             return lr
-        lo, hi = self.momentum
+        lo, hi = self.momentum_range
         # momentum = hi - (hi - lo) * wave: written as lo + (hi - lo) * (1 - wave) on the
         # inverted triangle so that every node stays non-negative.
         down = self.half if self.down is None else self.down
@@ -194,8 +197,8 @@ class OneCycle(Recipe):
     Two phases (default): from ``lr / div_factor`` up to `lr` over the first ``pct_start`` of the
     `steps`, then down to ``lr / div_factor / final_div_factor``. Three phases
     (``three_phase=True``): up, back down to the initial LR symmetrically, then to the final LR.
-    Annealing is ``"cos"`` or ``"linear"``. Momentum cycles inversely between ``momentum[1]`` and
-    ``momentum[0]`` (``momentum=none`` leaves it alone). The same sequence as
+    Annealing is ``"cos"`` or ``"linear"``. Momentum cycles inversely between ``momentum_range[1]`` and
+    ``momentum_range[0]`` (``momentum_range=none`` leaves it alone). The same sequence as
     ``torch.optim.lr_scheduler.OneCycleLR(max_lr=lr, total_steps=steps, ...)`` with the same
     defaults; past the last step it holds the final LR (torch raises).
 
@@ -215,7 +218,7 @@ class OneCycle(Recipe):
     final_div_factor: float = 1e4
     three_phase: bool = False
     anneal: str = "cos"
-    momentum: tuple[float, float] | None = field(default=(0.85, 0.95))
+    momentum_range: tuple[float, float] | None = field(default=(0.85, 0.95))
 
     def __post_init__(self) -> None:
         set_field(self, "lr", real(self.name, "lr", self.lr, low=0.0))
@@ -232,7 +235,7 @@ class OneCycle(Recipe):
         if not isinstance(self.three_phase, bool):
             raise ScheduleError(f"onecycle: `three_phase` must be true or false, got {self.three_phase!r}")
         set_field(self, "anneal", choice(self.name, "anneal", self.anneal, ("cos", "linear")))
-        set_field(self, "momentum", _momentum_pair(self.name, self.momentum))
+        set_field(self, "momentum_range", _momentum_pair(self.name, self.momentum_range))
         ends = self._phase_ends()
         starts = (0.0,) + ends[:-1]
         if any(e <= s for s, e in zip(starts, ends, strict=True)):
@@ -266,9 +269,9 @@ class OneCycle(Recipe):
             lr = self._chain((initial, self.lr, initial, final))
         else:
             lr = self._chain((initial, self.lr, final))
-        if self.momentum is None:
+        if self.momentum_range is None:
             return lr
-        lo, hi = self.momentum
+        lo, hi = self.momentum_range
         mom = self._chain((hi, lo, hi, hi) if self.three_phase else (hi, lo, hi))
         return WithMomentum(lr, mom)
 

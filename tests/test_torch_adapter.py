@@ -1,0 +1,281 @@
+"""The PyTorch binding beyond the contract table: groups, momentum, counting applied steps,
+plateau control, tensor LRs under torch.compile, and resume checks."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+from lrkit.adapters.torch import ScheduleLR
+from lrkit.schedules import HorizonError, cosine, onecycle, parse, plateau, warmup
+
+
+def _params(n: int = 2) -> list[torch.nn.Parameter]:
+    return [torch.nn.Parameter(torch.randn(3)) for _ in range(n)]
+
+
+def test_is_a_torch_lr_scheduler_and_constructor_only_sets_step0_lr() -> None:
+    p = _params(1)
+    before = p[0].detach().clone()
+    opt = torch.optim.SGD(p, lr=1.0, momentum=0.9)
+    sched = ScheduleLR(opt, "warmup(10) >> cosine(0.1, steps=90)")
+    assert isinstance(sched, LRScheduler)  # what Lightning checks
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 / 11)
+    assert opt.state_dict()["state"] == {}  # the optimizer was not stepped
+    assert torch.equal(p[0].detach(), before)
+    assert "initial_lr" not in opt.param_groups[0]
+    assert sched.get_last_lr() == [opt.param_groups[0]["lr"]]
+    assert sched.last_epoch == 0
+
+
+def test_group_scales_keep_ratios_and_groups_added_later_are_scheduled() -> None:
+    a, b, c = _params(3)
+    opt = torch.optim.SGD([{"params": [a], "lr": 0.01}, {"params": [b]}], lr=0.1)
+    s = cosine(1.0, steps=100)
+    sched = ScheduleLR(opt, s)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * s(10))
+    assert opt.param_groups[1]["lr"] == pytest.approx(s(10))
+    opt.add_param_group({"params": [c], "lr": 0.05})  # unfrozen later: half the default
+    opt.step()
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1 * s(11), s(11), 0.5 * s(11)])
+    state = sched.state_dict()
+    assert state["scales"] == pytest.approx([0.1, 1.0, 0.5])
+
+
+def test_explicit_scales_and_lr_scale_key() -> None:
+    a, b = _params(2)
+    opt = torch.optim.SGD([{"params": [a], "lr_scale": 0.25}, {"params": [b]}], lr=0.1)
+    ScheduleLR(opt, "constant(0.2)")
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.05, 0.2])
+    opt2 = torch.optim.SGD([{"params": [a]}, {"params": [b]}], lr=0.1)
+    ScheduleLR(opt2, "constant(0.2)", scales=[1.0, 3.0])
+    assert [g["lr"] for g in opt2.param_groups] == pytest.approx([0.2, 0.6])
+    with pytest.raises(ValueError, match="one value per param group"):
+        ScheduleLR(opt2, "constant(0.2)", scales=[1.0])
+
+
+def test_onecycle_cycles_adam_beta1_and_sgd_momentum() -> None:
+    s = onecycle(0.01, steps=100)
+    adam = torch.optim.Adam(_params(), lr=0.01, betas=(0.9, 0.999))
+    sched = ScheduleLR(adam, s)
+    seen = []
+    for _ in range(100):
+        seen.append(adam.param_groups[0]["betas"])
+        adam.step()
+        sched.step()
+    np.testing.assert_allclose([b[0] for b in seen], s.momentum(np.arange(100)), rtol=0, atol=0)
+    assert {b[1] for b in seen} == {0.999}
+    with pytest.raises(ValueError, match="neither 'momentum' nor 'betas'"):
+        ScheduleLR(torch.optim.Adagrad(_params(), lr=0.1), s)
+    ScheduleLR(torch.optim.Adagrad(_params(), lr=0.1), onecycle(0.01, steps=100, momentum_range=None))
+
+
+def test_gradient_accumulation_does_not_advance_the_schedule() -> None:
+    torch.manual_seed(0)
+    p = _params(1)
+    opt = torch.optim.SGD(p, lr=0.1)
+    s = cosine(0.1, steps=50)
+    sched = ScheduleLR(opt, s)
+    used = []
+    for micro in range(40):  # 4 micro-batches per optimizer step; scheduler stepped every micro-batch
+        (p[0] ** 2).sum().backward()
+        if micro % 4 == 3:
+            used.append(opt.param_groups[0]["lr"])
+            opt.step()
+            opt.zero_grad()
+        sched.step()
+    assert sched.last_epoch == 10
+    np.testing.assert_array_equal(used, s(np.arange(10)))
+
+
+def test_step_skipped_by_grad_scaler_does_not_advance_the_schedule() -> None:
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = torch.optim.SGD([p], lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4)
+    s = cosine(0.1, steps=20)
+    sched = ScheduleLR(opt, s)
+    applied_lrs = []
+    for i in range(12):
+        loss = (p * (float("inf") if i in (3, 7, 8) else 1.0)).sum()
+        scaler.scale(loss).backward()
+        lr_before = opt.param_groups[0]["lr"]
+        before = p.detach().clone()
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad()
+        if not torch.equal(before, p.detach()):
+            applied_lrs.append(lr_before)
+        sched.step()
+    assert len(applied_lrs) == 9
+    assert sched.last_epoch == 9
+    np.testing.assert_array_equal(applied_lrs, s(np.arange(9)))
+
+
+def test_count_calls_mode_follows_calls() -> None:
+    opt = torch.optim.SGD(_params(), lr=0.1)
+    sched = ScheduleLR(opt, "exponential(0.1, factor=0.5)", count="calls")
+    for _ in range(3):
+        sched.step()  # no optimizer.step(): previewing a schedule, for example
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0125)
+
+
+def test_step_with_an_epoch_is_refused() -> None:
+    sched = ScheduleLR(torch.optim.SGD(_params(), lr=0.1), "constant(0.1)")
+    with pytest.raises(TypeError, match="takes no epoch"):
+        sched.step(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "metrics_seed"),
+    [
+        ({"factor": 0.5, "patience": 2}, 0),
+        ({"factor": 0.3, "patience": 0, "cooldown": 2}, 1),
+        ({"factor": 0.5, "patience": 1, "threshold": 0.05, "threshold_mode": "abs"}, 2),
+        ({"factor": 0.5, "patience": 1, "mode": "max", "min_lr": 0.01}, 3),
+    ],
+)
+def test_plateau_matches_torch_reduce_on_plateau(kwargs: dict, metrics_seed: int) -> None:
+    rng = random.Random(metrics_seed)
+    metrics = [1.0 / (1 + e) ** 0.3 + 0.05 * rng.random() for e in range(60)]
+    if kwargs.get("mode") == "max":
+        metrics = [-m for m in metrics]
+    opt_t = torch.optim.SGD(_params(), lr=0.1)
+    ref = ReduceLROnPlateau(opt_t, **kwargs)
+    opt = torch.optim.SGD(_params(), lr=0.1)
+    sched = ScheduleLR(opt, plateau(0.1, **kwargs))
+    for m in metrics:
+        for _ in range(5):  # five optimizer steps an epoch
+            opt_t.step()
+            opt.step()
+            sched.step()
+        ref.step(m)
+        sched.report(m)
+        assert opt.param_groups[0]["lr"] == pytest.approx(opt_t.param_groups[0]["lr"], rel=1e-12)
+    assert len(sched.schedule.reductions) >= 2  # the metric curve does trigger reductions
+
+
+def test_plateau_reduces_after_patience_and_not_before() -> None:
+    opt = torch.optim.SGD(_params(), lr=0.1)
+    sched = ScheduleLR(opt, "plateau(0.1, factor=0.5, patience=3)")
+    assert sched.report(1.0) is False  # baseline
+    assert [sched.report(1.0) for _ in range(3)] == [False, False, False]  # three bad epochs: tolerated
+    assert opt.param_groups[0]["lr"] == 0.1
+    assert sched.report(1.0) is True  # the fourth is one too many
+    assert opt.param_groups[0]["lr"] == 0.05
+
+
+def test_warmup_then_plateau_composes_and_resumes() -> None:
+    s = warmup(20) >> plateau(0.1, factor=0.5, patience=1)
+    opt = torch.optim.SGD(_params(), lr=0.1)
+    sched = ScheduleLR(opt, s)
+    lrs = []
+    for epoch in range(12):
+        for _ in range(10):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        sched.report(1.0 if epoch < 1 else 2.0)  # never improves after the first epoch
+    # warmup ramps over the first 20 steps, metrics reported during it are ignored
+    np.testing.assert_allclose(lrs[:20], 0.1 * (np.arange(20) + 1) / 21)
+    assert lrs[20] == 0.1
+    assert min(lrs) < 0.1 * 0.5**3
+    # the state is plain data and a fresh scheduler resumes exactly
+    state = json.loads(json.dumps(sched.state_dict()))
+    opt2 = torch.optim.SGD(_params(), lr=0.1)
+    sched2 = ScheduleLR(opt2, s)
+    sched2.load_state_dict(state)
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    assert sched2.schedule == sched.schedule
+
+
+def test_report_without_plateau_is_an_error() -> None:
+    sched = ScheduleLR(torch.optim.SGD(_params(), lr=0.1), "cosine(0.1, steps=10)")
+    with pytest.raises(ValueError, match="no plateau"):
+        sched.report(1.0)
+
+
+def test_load_state_dict_refuses_a_changed_schedule_unless_told() -> None:
+    opt = torch.optim.SGD(_params(), lr=0.1)
+    sched = ScheduleLR(opt, "cosine(0.1, steps=100)")
+    for _ in range(30):
+        opt.step()
+        sched.step()
+    state = sched.state_dict()
+    opt2 = torch.optim.SGD(_params(), lr=0.1)
+    longer = ScheduleLR(opt2, "cosine(0.1, steps=200)")
+    with pytest.raises(ValueError, match="silently shift"):
+        longer.load_state_dict(state)
+    longer.load_state_dict(state, schedule="current")
+    assert opt2.param_groups[0]["lr"] == pytest.approx(cosine(0.1, steps=200)(30))
+    longer.load_state_dict(state, schedule="saved")
+    assert opt2.param_groups[0]["lr"] == pytest.approx(cosine(0.1, steps=100)(30))
+    with pytest.raises(ValueError, match="format"):
+        longer.load_state_dict({"step": 3})
+
+
+def test_horizon_error_policy_stops_a_run_that_is_too_long() -> None:
+    opt = torch.optim.SGD(_params(), lr=0.1)
+    sched = ScheduleLR(opt, 'horizon(cosine(0.1, steps=5), steps=5, after="error")')
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    opt.step()
+    with pytest.raises(HorizonError, match="past the end"):
+        sched.step()
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+        ScheduleLR("sgd", "constant(0.1)")  # type: ignore[arg-type]
+    opt = torch.optim.SGD(_params(), lr=0.1)
+    with pytest.raises(TypeError, match="`schedule` must be"):
+        ScheduleLR(opt, 0.1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="invalid schedule spec"):
+        ScheduleLR(opt, "cosin(0.1)")
+    with pytest.raises(ValueError, match="count"):
+        ScheduleLR(opt, "constant(0.1)", count="epochs")  # type: ignore[arg-type]
+
+
+def test_tensor_lr_is_updated_in_place_and_compiled_step_does_not_recompile() -> None:
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.01), betas=(torch.tensor(0.9), torch.tensor(0.999)))
+    lr_tensor = opt.param_groups[0]["lr"]
+    sched = ScheduleLR(opt, onecycle(0.01, steps=300))
+    counter = CompileCounter()
+
+    @torch.compile(backend=counter)
+    def opt_step() -> None:
+        opt.step()
+
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    lrs = []
+    for _ in range(250):
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt_step()
+        opt.zero_grad()
+        sched.step()
+        lrs.append(float(opt.param_groups[0]["lr"]))
+    assert opt.param_groups[0]["lr"] is lr_tensor  # same tensor, updated in place
+    assert len(set(lrs)) > 200  # the LR did change every step
+    assert sched.last_epoch == 250  # the compiled step was counted
+    assert counter.frame_count == 1, f"recompiled: {counter.frame_count} compilations"
+    np.testing.assert_allclose(lrs, onecycle(0.01, steps=300)(np.arange(1, 251)), rtol=1e-6)
+
+
+def test_parse_used_for_spec_strings() -> None:
+    opt = torch.optim.SGD(_params(), lr=0.1)
+    sched = ScheduleLR(opt, parse("warmup(5) >> cosine(0.1, steps=10)").to_config())
+    assert sched.schedule == parse("warmup(5) >> cosine(0.1, steps=10)")
