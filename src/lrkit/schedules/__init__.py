@@ -8,8 +8,8 @@ metric-driven reduction.
 
 >>> from lrkit.schedules import parse
 >>> s = parse("warmup(10) >> cosine(0.1, steps=90)")
->>> s(0), s(10), s(100)
-(0.00909090909090909, 0.1, 0.0)
+>>> round(s(0), 6), s(10), s(100)
+(0.009091, 0.1, 0.0)
 """
 
 from lrkit.schedules._base import (

@@ -64,8 +64,8 @@ class StepDecay(Schedule):
         every: steps between decays, > 0.
         factor: multiplier at each decay, > 0 (default 0.1).
 
-    >>> step(0.1, every=30, factor=0.1)(30)
-    0.010000000000000002
+    >>> round(step(0.1, every=30, factor=0.1)(30), 12)
+    0.01
     """
 
     name = "step"
@@ -94,8 +94,8 @@ class MultiStep(Schedule):
         milestones: strictly increasing steps (> 0) at which the LR is multiplied by `factor`.
         factor: multiplier at each milestone, > 0 (default 0.1).
 
-    >>> multistep(0.1, milestones=[30, 80])(80)
-    0.0010000000000000002
+    >>> round(multistep(0.1, milestones=[30, 80])(80), 12)
+    0.001
     """
 
     name = "multistep"

@@ -206,7 +206,7 @@ class OneCycle(Recipe):
     with the momentum sequence by `with_momentum`.
 
     >>> s = onecycle(0.1, steps=100)
-    >>> s(0), s(29), s.momentum(29)
+    >>> round(s(0), 12), s(29), s.momentum(29)
     (0.004, 0.1, 0.85)
     """
 

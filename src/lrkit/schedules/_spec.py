@@ -23,6 +23,7 @@ import dataclasses
 import difflib
 import inspect
 import json
+import warnings
 from typing import Any
 
 from lrkit.schedules._base import Schedule, ScheduleError, _is_real, registry
@@ -206,7 +207,9 @@ def parse(text: str) -> Schedule:
         raise SpecError("the spec is empty; e.g. cosine(0.1, steps=1000)", text, 0)
     offset = len(text) - len(text.lstrip())
     try:
-        tree = ast.parse(stripped, mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(stripped, mode="eval")
     except SyntaxError as e:
         pos = None
         if e.lineno == 1 and e.offset is not None:

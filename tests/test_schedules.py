@@ -1,0 +1,273 @@
+"""Behaviour of individual schedules and combinators, validation, and lint."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lrkit.schedules import (
+    HorizonError,
+    ScheduleError,
+    clip,
+    constant,
+    cosine,
+    cyclic,
+    exponential,
+    from_config,
+    horizon,
+    inverse_sqrt,
+    linear,
+    lint,
+    multistep,
+    noise,
+    onecycle,
+    parse,
+    plateau,
+    polynomial,
+    repeat,
+    sgdr,
+    step,
+    warmup,
+    with_momentum,
+    wsd,
+)
+
+T = np.arange(400)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "exponential"])
+def test_warmup_meets_the_next_schedule_without_jump_or_overshoot(kind: str) -> None:
+    s = warmup(20, kind=kind) >> cosine(0.1, steps=180)
+    v = s(T)
+    assert v.max() == 0.1 and v[20] == 0.1
+    assert np.all(np.diff(v[:21]) > 0)  # strictly rising to the peak
+    assert v[0] > 0
+    assert v[19] < 0.1
+
+
+def test_linear_warmup_default_never_trains_at_zero() -> None:
+    s = warmup(4) >> constant(1.0)
+    np.testing.assert_allclose(s(np.arange(6)), [0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+    s0 = warmup(4, start=0.0) >> constant(1.0)
+    np.testing.assert_allclose(s0(np.arange(5)), [0.0, 0.25, 0.5, 0.75, 1.0])
+    with pytest.raises(ScheduleError, match="`start` must be > 0"):
+        warmup(4, kind="exponential", start=0.0)
+
+
+def test_sequence_uses_relative_time_and_flattens() -> None:
+    a, b, c = constant(0.3, steps=5), linear(0.2, 0.0, steps=10), exponential(0.01, factor=0.5)
+    s = a >> b >> c
+    assert s == a >> (b >> c) and len(s.parts) == 3
+    assert s(4) == 0.3 and s(5) == 0.2 and s(10) == pytest.approx(0.1) and s(15) == 0.01
+    assert s(16) == 0.005
+    with pytest.raises(ScheduleError, match="has no length"):
+        _ = c >> a
+
+
+def test_warmup_in_the_middle_targets_the_next_part() -> None:
+    s = constant(0.01, steps=10) >> warmup(5, start=0.1) >> cosine(0.2, steps=100)
+    assert s(10) == pytest.approx(0.02)
+    assert s(15) == 0.2
+
+
+def test_sgdr_restarts_on_the_right_steps() -> None:
+    s = sgdr(0.1, period=10, mul=2)
+    starts = [0, 10, 30, 70, 150, 310]
+    for k in starts:
+        assert s(k) == 0.1, k
+        if k:
+            assert s(k - 1) < 0.01
+    limited = sgdr(0.1, period=10, mul=2, cycles=2, end=0.001)
+    assert limited.duration == 30
+    assert limited(29) == pytest.approx(0.001 + 0.099 * (1 + np.cos(np.pi * 19 / 20)) / 2)
+    assert limited(30) == 0.001 and limited(10**6) == 0.001
+    decayed = sgdr(0.1, period=10, decay=0.5)
+    assert decayed(20) == pytest.approx(0.025)
+
+
+def test_repeat_with_period_multiplier_and_decay() -> None:
+    r = repeat(linear(1.0, 0.0, steps=4), mul=2, decay=0.5, cycles=3)
+    assert r.duration == 4 + 8 + 16
+    assert r(4) == 0.5 and r(8) == pytest.approx(0.25)  # halfway through the 8-step cycle
+    assert r(12) == 0.25 and r(100) == 0.0
+
+
+def test_cyclic_modes() -> None:
+    tri = cyclic(0.0, 1.0, half=2)
+    np.testing.assert_allclose(tri(np.arange(9)), [0, 0.5, 1, 0.5, 0, 0.5, 1, 0.5, 0])
+    tri2 = cyclic(0.0, 1.0, half=2, mode="triangular2")
+    assert tri2(2) == 1.0 and tri2(6) == 0.5 and tri2(10) == 0.25
+    exp = cyclic(0.0, 1.0, half=2, mode="exp_range", gamma=0.9)
+    assert exp(2) == pytest.approx(0.81)
+    mom = cyclic(0.001, 0.1, half=2, momentum_range=[0.8, 0.9])
+    assert mom.momentum(0) == 0.9 and mom.momentum(2) == 0.8
+
+
+def test_onecycle_phases_and_momentum() -> None:
+    s = onecycle(1.0, steps=100)
+    assert s(0) == pytest.approx(1 / 25) and s(29) == 1.0
+    assert s(99) == pytest.approx(1 / 25 / 1e4) and s(500) == s(99)
+    assert s.momentum(0) == 0.95 and s.momentum(29) == 0.85 and s.momentum(99) == 0.95
+    three = onecycle(1.0, steps=100, three_phase=True)
+    assert three(58) == pytest.approx(1 / 25)
+
+
+def test_wsd_decay_kinds_end_at_end() -> None:
+    for kind in ("linear", "cosine", "sqrt"):
+        s = wsd(0.1, warmup=10, stable=20, decay=30, end=0.001, kind=kind)
+        assert s(10) == 0.1 and s(29) == 0.1 and s(60) == pytest.approx(0.001)
+        assert s.duration == 60
+    sq = wsd(1.0, warmup=0, stable=0, decay=100, kind="sqrt")
+    assert sq(25) == pytest.approx(0.5)
+
+
+def test_inverse_sqrt_matches_the_transformer_formula() -> None:
+    s = inverse_sqrt(1.0, warmup=100)
+    t = np.arange(100, 1000)
+    np.testing.assert_allclose(s(t), np.sqrt(100 / t), rtol=1e-14)
+
+
+def test_horizon_policies() -> None:
+    held = horizon(exponential(1.0, factor=0.5), steps=3)
+    assert held(3) == 0.125 and held(1000) == 0.125
+    strict = horizon(cosine(0.1, steps=10), steps=10, after="error")
+    assert strict(10) == 0.0
+    with pytest.raises(HorizonError, match="past the horizon"):
+        strict(11)
+    with pytest.raises(HorizonError):
+        strict(np.arange(20))
+    assert (strict >> constant(0.5))(11) == 0.5  # inside a sequence the next part takes over
+    tail = constant(0.1, steps=5) >> strict
+    assert tail.limit == 16
+    with pytest.raises(HorizonError):
+        tail(16)
+
+
+def test_noise_is_deterministic_positive_and_seeded() -> None:
+    s = noise(constant(1.0), std=0.1, seed=7)
+    v = s(np.arange(20000))
+    np.testing.assert_array_equal(v, s(np.arange(20000)))
+    assert np.all(v > 0)
+    z = np.log(v) / 0.1
+    assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
+    other = noise(constant(1.0), std=0.1, seed=8)(np.arange(20000))
+    assert np.corrcoef(np.log(v), np.log(other))[0, 1] < 0.05
+
+
+def test_clip_and_product_and_affine() -> None:
+    c = clip(exponential(1.0, factor=0.5), low=0.1, high=0.6)
+    np.testing.assert_allclose(c(np.arange(6)), [0.6, 0.5, 0.25, 0.125, 0.1, 0.1])
+    p = cosine(1.0, steps=10) * constant(0.5)
+    assert p(0) == 0.5
+    a = 2 * (0.5 * cosine(1.0, steps=10) + 0.1)
+    assert a.scale == 1.0 and a.shift == pytest.approx(0.2)
+
+
+def test_with_momentum() -> None:
+    s = with_momentum(cosine(0.1, steps=10), linear(0.85, 0.95, steps=10))
+    assert s.momentum(10) == 0.95
+    assert cosine(0.1, steps=10).momentum(3) is None
+    seq = constant(0.1, steps=5) >> onecycle(0.1, steps=100)
+    assert np.isnan(seq.momentum(0)) and seq.momentum(5) == 0.95
+
+
+def test_plateau_state_is_plain_data_and_observe_is_pure() -> None:
+    p = plateau(0.1, factor=0.5, patience=0)
+    p1 = p.observe(0, 1.0)
+    p2 = p1.observe(10, 2.0)
+    assert p.best is None and p1.best == 1.0  # the original is untouched
+    assert p2.reductions == (10,) and p2(9) == 0.1 and p2(10) == 0.05
+    cfg = p2.to_config()
+    assert cfg["reductions"] == [10] and cfg["best"] == 1.0
+    assert from_config(cfg) == p2
+    assert p2.fresh() == p
+    over = plateau(cosine(0.1, steps=100), factor=0.5, patience=0).observe(0, 1.0).observe(50, 1.0)
+    assert over(50) == pytest.approx(0.5 * cosine(0.1, steps=100)(50))
+    nan = plateau(0.1, patience=0).observe(0, 1.0).observe(1, float("nan"))
+    assert nan.reductions == (1,)  # NaN never improves
+
+
+def test_plateau_inside_repeat_is_refused() -> None:
+    with pytest.raises(ScheduleError, match="cannot be repeated"):
+        repeat(plateau(cosine(0.1, steps=10)))
+
+
+def test_schedules_are_frozen_and_hashable() -> None:
+    s = cosine(0.1, steps=10)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.lr = 0.2  # type: ignore[misc]
+    assert len({s, cosine(0.1, steps=10), cosine(0.1, steps=11)}) == 2
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: cosine(0.1, steps=0), "cosine: `steps` must be >= 1, got steps=0"),
+        (lambda: cosine(0.1, steps=-5.5), "cosine: `steps` must be > 0, got steps=-5.5"),
+        (lambda: cosine(float("nan"), steps=5), "cosine: `lr` must be finite, got lr=nan"),
+        (lambda: cosine("0.1", steps=5), "cosine: `lr` must be a number, got lr='0.1'"),
+        (lambda: step(0.1, every=0), "step: `every` must be >= 1, got every=0"),
+        (lambda: step(0.1, every=2.5), "step: `every` must be an integer, got every=2.5"),
+        (lambda: multistep(0.1, ()), "`milestones` must be a non-empty list"),
+        (lambda: exponential(0.1, factor=0), "exponential: `factor` must be > 0, got factor=0"),
+        (lambda: polynomial(0.1, steps=10, power=-1), "`power` must be > 0, got power=-1"),
+        (lambda: sgdr(0.1, period=10, mul=0.5), "sgdr: `mul` must be >= 1, got mul=0.5"),
+        (lambda: sgdr(0.1, period=10, end=0.2), "sgdr: `end` must be <= `lr`"),
+        (lambda: onecycle(0.1, steps=100, pct_start=1.0), "`pct_start` must be < 1, got pct_start=1.0"),
+        (lambda: plateau(0.1, factor=1.5), "plateau: `factor` must be < 1, got factor=1.5"),
+        (lambda: plateau(0.1, mode="lowest"), "plateau: `mode` must be one of 'min', 'max'"),
+        (lambda: clip(constant(0.1)), "clip: give `low`, `high` or both"),
+        (lambda: horizon(constant(0.1), steps=5, after="wrap"), "`after` must be one of 'hold', 'error'"),
+        (lambda: noise(constant(0.1), std=-1), "noise: `std` must be >= 0, got std=-1"),
+        (lambda: from_config({"type": "cosinus"}), "unknown schedule type 'cosinus'; valid types:"),
+        (lambda: from_config({"type": "cosine", "lr": 0.1, "steps": 5, "T_max": 3}),
+         "unknown field(s) ['T_max']"),
+        (lambda: from_config({"type": "cosine", "lr": 0.1}), "missing 1 required positional argument"),
+    ],
+)
+def test_bad_arguments_name_the_argument_and_the_value(make, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError) as info:
+        make()
+    assert message in str(info.value)
+
+
+def test_steps_are_validated() -> None:
+    s = cosine(0.1, steps=10)
+    with pytest.raises(ValueError, match="step must be in"):
+        s(-1)
+    with pytest.raises(TypeError, match="integer array"):
+        s(np.array([0.5]))
+    with pytest.raises(TypeError, match="bool"):
+        s(True)
+    with pytest.raises(ValueError, match="steps must be in"):
+        s(np.array([1, -2]))
+    assert s(np.int32(3)) == s(3)
+    assert s(np.array([], dtype=int)).shape == (0,)
+
+
+def test_lint_finds_common_mistakes() -> None:
+    assert lint(parse("warmup(10) >> cosine(0.1, steps=90)"), steps=100) == []
+    codes = lambda spec, n: [w.code for w in lint(parse(spec), steps=n)]  # noqa: E731
+    assert codes("cosine(0.1, steps=50) >> constant(0.05)", 100) == ["jump"]
+    assert codes("linear(0.0, 0.1, steps=10) >> constant(0.1)", 100) == ["zero-at-start"]
+    assert codes("cosine(0.1, steps=50)", 100) == ["horizon-short"]
+    assert codes("cosine(0.1, steps=5000)", 100) == ["horizon-long"]
+    assert codes('horizon(cosine(0.1, steps=50), steps=50, after="error")', 100) == ["past-end"]
+    jump = lint(parse("cosine(0.1, steps=50) >> constant(0.05)"), steps=100)[0]
+    assert jump.step == 50 and "jumps from 0 to 0.05" in jump.message
+    with pytest.raises(ValueError, match="`steps` must be an integer >= 1"):
+        lint(parse("constant(0.1)"), steps=0)
+
+
+def test_importing_lrkit_does_not_import_a_framework() -> None:
+    code = (
+        "import sys, lrkit, lrkit.schedules, lrkit.adapters; "
+        "bad = [m for m in ('torch', 'jax', 'tensorflow', 'keras', 'matplotlib') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
