@@ -48,8 +48,14 @@ def test_lightning_configure_optimizers(tmp_path: Path) -> None:
     x, y = _data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
     trainer = lightning.Trainer(
-        max_steps=STEPS, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        max_steps=STEPS,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
     )
     trainer.fit(Module(), loader)
     s = parse("onecycle(0.05, steps=24)")
@@ -83,9 +89,16 @@ def test_hugging_face_trainer(tmp_path: Path) -> None:
             seen.append(opt.param_groups[0]["lr"])
 
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), max_steps=STEPS, per_device_train_batch_size=4,
-        gradient_accumulation_steps=2, report_to=[], save_strategy="no", logging_strategy="no",
-        use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+        output_dir=str(tmp_path),
+        max_steps=STEPS,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
     )
     trainer = transformers.Trainer(
         model=model, args=args, train_dataset=rows, optimizers=(opt, sched), callbacks=[Record()]

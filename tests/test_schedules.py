@@ -224,8 +224,10 @@ def test_schedules_are_frozen_and_hashable() -> None:
         (lambda: horizon(constant(0.1), steps=5, after="wrap"), "`after` must be one of 'hold', 'error'"),
         (lambda: noise(constant(0.1), std=-1), "noise: `std` must be >= 0, got std=-1"),
         (lambda: from_config({"type": "cosinus"}), "unknown schedule type 'cosinus'; valid types:"),
-        (lambda: from_config({"type": "cosine", "lr": 0.1, "steps": 5, "T_max": 3}),
-         "unknown field(s) ['T_max']"),
+        (
+            lambda: from_config({"type": "cosine", "lr": 0.1, "steps": 5, "T_max": 3}),
+            "unknown field(s) ['T_max']",
+        ),
         (lambda: from_config({"type": "cosine", "lr": 0.1}), "missing 1 required positional argument"),
     ],
 )

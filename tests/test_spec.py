@@ -25,20 +25,23 @@ from lrkit.schedules import (
 EXAMPLES = {
     "constant(0.1)": lambda t: np.full(t.shape, 0.1),
     "step(0.1, every=30, factor=0.1)": lambda t: 0.1 * 0.1 ** (t // 30),
-    "multistep(0.1, milestones=[30, 80], factor=0.1)":
-        lambda t: 0.1 * 0.1 ** ((t >= 30).astype(int) + (t >= 80).astype(int)),
+    "multistep(0.1, milestones=[30, 80], factor=0.1)": lambda t: (
+        0.1 * 0.1 ** ((t >= 30).astype(int) + (t >= 80).astype(int))
+    ),
     "exponential(0.1, factor=0.95)": lambda t: 0.1 * 0.95**t,
     "polynomial(0.1, steps=100, power=2, end=0)": lambda t: 0.1 * (1 - np.minimum(t, 100) / 100) ** 2,
-    "cosine(0.1, steps=100, end=0.001)":
-        lambda t: 0.001 + 0.099 * (1 + np.cos(np.pi * np.minimum(t, 100) / 100)) / 2,
-    "wsd(0.1, warmup=10, stable=70, decay=20, end=0)":
-        lambda t: np.where(t < 10, 0.1 * (t + 1) / 11,
-                           np.where(t < 80, 0.1, 0.1 * (1 - np.minimum(t - 80, 20) / 20))),
-    "inverse_sqrt(0.1, warmup=10)":
-        lambda t: np.where(t < 10, 0.1 * (t + 1) / 11, 0.1 * np.sqrt(10 / np.maximum(t, 1))),
-    "warmup(10) >> cosine(0.1, steps=90)":
-        lambda t: np.where(t < 10, 0.1 * (t + 1) / 11,
-                           0.05 * (1 + np.cos(np.pi * np.minimum(t - 10, 90) / 90))),
+    "cosine(0.1, steps=100, end=0.001)": lambda t: (
+        0.001 + 0.099 * (1 + np.cos(np.pi * np.minimum(t, 100) / 100)) / 2
+    ),
+    "wsd(0.1, warmup=10, stable=70, decay=20, end=0)": lambda t: np.where(
+        t < 10, 0.1 * (t + 1) / 11, np.where(t < 80, 0.1, 0.1 * (1 - np.minimum(t - 80, 20) / 20))
+    ),
+    "inverse_sqrt(0.1, warmup=10)": lambda t: np.where(
+        t < 10, 0.1 * (t + 1) / 11, 0.1 * np.sqrt(10 / np.maximum(t, 1))
+    ),
+    "warmup(10) >> cosine(0.1, steps=90)": lambda t: np.where(
+        t < 10, 0.1 * (t + 1) / 11, 0.05 * (1 + np.cos(np.pi * np.minimum(t - 10, 90) / 90))
+    ),
     "0.5 * cosine(0.1, steps=100)": lambda t: 0.025 * (1 + np.cos(np.pi * np.minimum(t, 100) / 100)),
     "plateau(0.1, factor=0.5, patience=3)": lambda t: np.full(t.shape, 0.1),
 }
@@ -85,7 +88,7 @@ def test_examples_build_the_expected_objects() -> None:
         ("0.1", "got the value 0.1; e.g. constant(0.1)", 0),
         ("cosine(0.1, steps=10) - 0.01", "unsupported operator Sub", 0),
         ("cosine(0.1, steps=10, steps=20)", "given twice", None),
-        ('cyclic(0.1, 0.01, half=5)', "`low` must be <= `high`", 0),
+        ("cyclic(0.1, 0.01, half=5)", "`low` must be <= `high`", 0),
         ('cyclic(0.001, 0.1, half=5, mode="triangle")', "`mode` must be one of", 0),
         ("multistep(0.1, milestones=[80, 30])", "strictly increasing", 0),
         ("onecycle(0.1, steps=3)", "empty phase", 0),
@@ -131,9 +134,33 @@ atoms = st.one_of(
     st.integers(-(2**70), 2**70).map(str),
     st.sampled_from(['"linear"', '"cos"', '"triangular2"', "true", "none", "[30, 80]", "[]", "[0.8, 0.9]"]),
 )
-keys = st.sampled_from(["steps", "end", "factor", "every", "period", "mul", "half", "mode", "warmup",
-                        "stable", "decay", "kind", "patience", "milestones", "cycles", "low", "high",
-                        "std", "seed", "after", "power", "start", "x"])
+keys = st.sampled_from(
+    [
+        "steps",
+        "end",
+        "factor",
+        "every",
+        "period",
+        "mul",
+        "half",
+        "mode",
+        "warmup",
+        "stable",
+        "decay",
+        "kind",
+        "patience",
+        "milestones",
+        "cycles",
+        "low",
+        "high",
+        "std",
+        "seed",
+        "after",
+        "power",
+        "start",
+        "x",
+    ]
+)
 
 
 @st.composite
@@ -181,9 +208,17 @@ def test_fuzz_spec_alphabet(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["(" * 500 + "1" + ")" * 500, "-" * 5000 + "1", "[" * 300 + "]" * 300, "1" * 5000,
-     "cosine(" * 200, "constant(0.1)" + " >> constant(0.1, steps=1)" * 50, "\x00", "cosine(1e999, steps=1)",
-     "cosine(0.1, steps=" + "9" * 30 + ")"],
+    [
+        "(" * 500 + "1" + ")" * 500,
+        "-" * 5000 + "1",
+        "[" * 300 + "]" * 300,
+        "1" * 5000,
+        "cosine(" * 200,
+        "constant(0.1)" + " >> constant(0.1, steps=1)" * 50,
+        "\x00",
+        "cosine(1e999, steps=1)",
+        "cosine(0.1, steps=" + "9" * 30 + ")",
+    ],
 )
 def test_pathological_inputs_give_spec_errors(text: str) -> None:
     _check(text)

@@ -234,7 +234,7 @@ def test_horizon_error_policy_stops_a_run_that_is_too_long() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+    with pytest.raises(TypeError, match=r"torch\.optim\.Optimizer"):
         ScheduleLR("sgd", "constant(0.1)")  # type: ignore[arg-type]
     opt = torch.optim.SGD(_params(), lr=0.1)
     with pytest.raises(TypeError, match="`schedule` must be"):
@@ -250,7 +250,9 @@ def test_tensor_lr_is_updated_in_place_and_compiled_step_does_not_recompile() ->
 
     torch._dynamo.reset()
     model = torch.nn.Linear(4, 1)
-    opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.01), betas=(torch.tensor(0.9), torch.tensor(0.999)))
+    opt = torch.optim.Adam(
+        model.parameters(), lr=torch.tensor(0.01), betas=(torch.tensor(0.9), torch.tensor(0.999))
+    )
     lr_tensor = opt.param_groups[0]["lr"]
     sched = ScheduleLR(opt, onecycle(0.01, steps=300))
     counter = CompileCounter()

@@ -9,5 +9,13 @@ from lrkit.schedules import Schedule, ScheduleError, SpecError, from_config, lin
 
 __version__ = "0.1.0"
 
-__all__ = ["Schedule", "ScheduleError", "SpecError", "__version__", "from_config", "lint",
-           "parse", "schedules"]
+__all__ = [
+    "Schedule",
+    "ScheduleError",
+    "SpecError",
+    "__version__",
+    "from_config",
+    "lint",
+    "parse",
+    "schedules",
+]

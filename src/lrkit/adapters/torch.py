@@ -141,7 +141,7 @@ class ScheduleLR(LRScheduler):
         self._apply(0)
 
     # -- torch's scheduler API ------------------------------------------------------------------
-    @property  # type: ignore[override]
+    @property
     def last_epoch(self) -> int:
         """The current position in the schedule (torch's name for it)."""
         return self._step
@@ -214,8 +214,7 @@ class ScheduleLR(LRScheduler):
         if not isinstance(state_dict, Mapping) or state_dict.get("format") != STATE_FORMAT:
             got = state_dict.get("format") if isinstance(state_dict, Mapping) else type(state_dict).__name__
             raise ValueError(
-                f"ScheduleLR.load_state_dict: expected a state dict of format {STATE_FORMAT!r}, "
-                f"got {got!r}"
+                f"ScheduleLR.load_state_dict: expected a state dict of format {STATE_FORMAT!r}, got {got!r}"
             )
         step = state_dict.get("step")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
@@ -238,10 +237,10 @@ class ScheduleLR(LRScheduler):
             )
         scales = state_dict.get("scales", [])
         if not isinstance(scales, list) or not all(isinstance(s, (int, float)) for s in scales):
-            raise ValueError(f"ScheduleLR.load_state_dict: `scales` must be a list of numbers, got {scales!r}")
-        if schedule != "current":
-            self.schedule = saved
-        elif saved.has_plateau and saved.fresh() == self.schedule.fresh():
+            raise ValueError(
+                f"ScheduleLR.load_state_dict: `scales` must be a list of numbers, got {scales!r}"
+            )
+        if schedule != "current" or (saved.has_plateau and saved.fresh() == self.schedule.fresh()):
             self.schedule = saved
         self.count = state_dict.get("count", self.count)
         n = min(len(scales), len(self.optimizer.param_groups))

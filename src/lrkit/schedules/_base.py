@@ -61,13 +61,9 @@ def _float_time(step: Any) -> tuple[FloatArray, bool]:
         return np.array([float(value)]), True
     arr = np.asarray(step)
     if arr.dtype.kind not in "iu":
-        raise TypeError(
-            f"step must be an int or an integer array, got an array of dtype {arr.dtype}"
-        )
+        raise TypeError(f"step must be an int or an integer array, got an array of dtype {arr.dtype}")
     if arr.size and (arr.min() < 0 or arr.max() >= MAX_STEP):
-        raise ValueError(
-            f"steps must be in [0, 2**53), got values from {arr.min()} to {arr.max()}"
-        )
+        raise ValueError(f"steps must be in [0, 2**53), got values from {arr.min()} to {arr.max()}")
     return arr.astype(np.float64), False
 
 
@@ -325,8 +321,16 @@ def from_config(config: Mapping[str, Any], *, _where: str = "config") -> Schedul
 # -- argument validation shared by all schedules ------------------------------------------------
 
 
-def real(owner: str, name: str, value: Any, *, low: float | None = None,
-         low_open: bool = False, high: float | None = None, high_open: bool = False) -> float:
+def real(
+    owner: str,
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    low_open: bool = False,
+    high: float | None = None,
+    high_open: bool = False,
+) -> float:
     """Validate a finite real number in an optional range and return it as a float."""
     if not _is_real(value):
         raise ScheduleError(f"{owner}: `{name}` must be a number, got {name}={value!r}")
@@ -367,8 +371,7 @@ def choice(owner: str, name: str, value: Any, options: tuple[str, ...]) -> str:
     """Validate one of a fixed set of strings."""
     if value not in options:
         raise ScheduleError(
-            f"{owner}: `{name}` must be one of {', '.join(map(repr, options))}, "
-            f"got {name}={value!r}"
+            f"{owner}: `{name}` must be one of {', '.join(map(repr, options))}, got {name}={value!r}"
         )
     return str(value)
 

@@ -63,14 +63,12 @@ class Warmup(Schedule):
 
     def __post_init__(self) -> None:
         set_field(self, "steps", length(self.name, "steps", self.steps))
-        set_field(
-            self, "kind", choice(self.name, "kind", self.kind, ("linear", "cosine", "exponential"))
-        )
+        set_field(self, "kind", choice(self.name, "kind", self.kind, ("linear", "cosine", "exponential")))
         if self.start is not None:
             set_field(
-                self, "start",
-                real(self.name, "start", self.start, low=0.0, high=1.0,
-                     low_open=self.kind == "exponential"),
+                self,
+                "start",
+                real(self.name, "start", self.start, low=0.0, high=1.0, low_open=self.kind == "exponential"),
             )
 
     @property
@@ -307,9 +305,7 @@ class Clip(Schedule):
         if self.high is not None:
             set_field(self, "high", real(self.name, "high", self.high, low=0.0))
         if self.low is not None and self.high is not None and self.low > self.high:
-            raise ScheduleError(
-                f"clip: `low` must be <= `high`, got low={self.low!r}, high={self.high!r}"
-            )
+            raise ScheduleError(f"clip: `low` must be <= `high`, got low={self.low!r}, high={self.high!r}")
 
     def _eval(self, t: FloatArray) -> FloatArray:
         v = self.schedule._eval(t)

@@ -61,11 +61,14 @@ def lint(schedule: Schedule, steps: int) -> list[LintWarning]:
         bad = int(np.flatnonzero(values < 0)[0])
         out.append(LintWarning("negative", f"the LR is negative ({values[bad]:.3g})", bad))
     if values[0] == 0.0:
-        out.append(LintWarning(
-            "zero-at-start",
-            "the LR is 0 at step 0, so the first optimizer step does nothing; start a warmup "
-            "above 0 (warmup(n) does by default)", 0,
-        ))
+        out.append(
+            LintWarning(
+                "zero-at-start",
+                "the LR is 0 at step 0, so the first optimizer step does nothing; start a warmup "
+                "above 0 (warmup(n) does by default)",
+                0,
+            )
+        )
     for at, before, after in _joins(schedule):
         if at >= steps:
             continue
@@ -75,30 +78,40 @@ def lint(schedule: Schedule, steps: int) -> list[LintWarning]:
         start = float(after.evaluate(np.zeros(1))[0])
         scale = max(abs(end), abs(start))
         if scale > 0 and abs(end - start) / scale > JUMP_TOLERANCE:
-            out.append(LintWarning(
-                "jump",
-                f"the LR jumps from {end:.4g} to {start:.4g} where {after} begins "
-                f"(after {before})", int(at),
-            ))
+            out.append(
+                LintWarning(
+                    "jump",
+                    f"the LR jumps from {end:.4g} to {start:.4g} where {after} begins (after {before})",
+                    int(at),
+                )
+            )
     lim = schedule.limit
     dur = schedule.duration
     if lim is not None and lim <= steps:
-        out.append(LintWarning(
-            "past-end",
-            f"the schedule ends at step {int(lim) - 1} with after='error', but training runs "
-            f"{steps} steps: the run will stop with HorizonError", int(lim),
-        ))
+        out.append(
+            LintWarning(
+                "past-end",
+                f"the schedule ends at step {int(lim) - 1} with after='error', but training runs "
+                f"{steps} steps: the run will stop with HorizonError",
+                int(lim),
+            )
+        )
     elif dur is not None and dur < steps:
         held = float(schedule.evaluate(np.array([dur]))[0])
-        out.append(LintWarning(
-            "horizon-short",
-            f"the schedule ends at step {dur:g} but training runs {steps} steps: the last "
-            f"{steps - dur:g} steps hold the LR at {held:.4g}", int(np.ceil(dur)),
-        ))
+        out.append(
+            LintWarning(
+                "horizon-short",
+                f"the schedule ends at step {dur:g} but training runs {steps} steps: the last "
+                f"{steps - dur:g} steps hold the LR at {held:.4g}",
+                int(np.ceil(dur)),
+            )
+        )
     elif dur is not None and dur > 1.5 * steps:
-        out.append(LintWarning(
-            "horizon-long",
-            f"the schedule lasts {dur:g} steps but training runs {steps}: it stops at "
-            f"{100 * steps / dur:.0f}% of its course (is `steps` in epochs instead of steps?)",
-        ))
+        out.append(
+            LintWarning(
+                "horizon-long",
+                f"the schedule lasts {dur:g} steps but training runs {steps}: it stops at "
+                f"{100 * steps / dur:.0f}% of its course (is `steps` in epochs instead of steps?)",
+            )
+        )
     return out

@@ -71,14 +71,16 @@ class Plateau(Schedule):
 
             _no_bare_warmup(self.name, self.lr)
         set_field(
-            self, "factor",
+            self,
+            "factor",
             real(self.name, "factor", self.factor, low=0.0, low_open=True, high=1.0, high_open=True),
         )
         set_field(self, "patience", integer(self.name, "patience", self.patience, low=0))
         set_field(self, "mode", choice(self.name, "mode", self.mode, ("min", "max")))
         set_field(self, "threshold", real(self.name, "threshold", self.threshold, low=0.0))
         set_field(
-            self, "threshold_mode",
+            self,
+            "threshold_mode",
             choice(self.name, "threshold_mode", self.threshold_mode, ("rel", "abs")),
         )
         set_field(self, "cooldown", integer(self.name, "cooldown", self.cooldown, low=0))
@@ -92,9 +94,7 @@ class Plateau(Schedule):
             raise ScheduleError(
                 f"plateau: `reductions` must be a list of steps, got reductions={self.reductions!r}"
             )
-        red = tuple(
-            real(self.name, f"reductions[{i}]", r, low=0.0) for i, r in enumerate(self.reductions)
-        )
+        red = tuple(real(self.name, f"reductions[{i}]", r, low=0.0) for i, r in enumerate(self.reductions))
         if any(b < a for a, b in zip(red, red[1:], strict=False)):
             raise ScheduleError(f"plateau: `reductions` must be non-decreasing, got {list(red)}")
         set_field(self, "reductions", tuple(int(r) if r.is_integer() else r for r in red))
@@ -168,9 +168,7 @@ class Plateau(Schedule):
             bad = 0
         if best is not None and not math.isfinite(best):
             best = None
-        return replace(
-            self, lr=lr, best=best, bad=bad, cooldown_left=cooldown_left, reductions=reductions
-        )
+        return replace(self, lr=lr, best=best, bad=bad, cooldown_left=cooldown_left, reductions=reductions)
 
 
 plateau = Plateau

@@ -258,7 +258,8 @@ class Linear(Schedule):
 @register
 @dataclass(frozen=True)
 class Cosine(Schedule):
-    """Cosine annealing: ``lr(t) = end + (lr - end) * ((1 + cos(pi * min(t, steps) / steps)) / 2) ** exponent``.
+    """Cosine annealing: ``lr(t) = end + (lr - end) * c(t) ** exponent`` with
+    ``c(t) = (1 + cos(pi * min(t, steps) / steps)) / 2``.
 
     With ``exponent=1``, for ``t <= steps``, the same sequence as
     ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=steps, eta_min=end)``; past `steps` it
@@ -279,9 +280,7 @@ class Cosine(Schedule):
         set_field(self, "lr", real(self.name, "lr", self.lr, low=0.0))
         set_field(self, "steps", length(self.name, "steps", self.steps))
         set_field(self, "end", real(self.name, "end", self.end, low=0.0))
-        set_field(
-            self, "exponent", real(self.name, "exponent", self.exponent, low=0.0, low_open=True)
-        )
+        set_field(self, "exponent", real(self.name, "exponent", self.exponent, low=0.0, low_open=True))
 
     def _eval(self, t: FloatArray) -> FloatArray:
         c = 0.5 * (1.0 + np.cos(np.pi * (np.minimum(t, self.steps) / self.steps)))

@@ -68,9 +68,7 @@ def _momentum_pair(owner: str, value: Any) -> tuple[float, float] | None:
     lo = real(owner, "momentum_range[0]", value[0], low=0.0, high=1.0, high_open=True)
     hi = real(owner, "momentum_range[1]", value[1], low=0.0, high=1.0, high_open=True)
     if lo > hi:
-        raise ScheduleError(
-            f"{owner}: `momentum_range` must be [low, high] with low <= high, got {value!r}"
-        )
+        raise ScheduleError(f"{owner}: `momentum_range` must be [low, high] with low <= high, got {value!r}")
     return (lo, hi)
 
 
@@ -154,14 +152,13 @@ class Cyclic(Recipe):
         set_field(self, "low", real(self.name, "low", self.low, low=0.0))
         set_field(self, "high", real(self.name, "high", self.high, low=0.0))
         if self.low > self.high:
-            raise ScheduleError(
-                f"cyclic: `low` must be <= `high`, got low={self.low!r}, high={self.high!r}"
-            )
+            raise ScheduleError(f"cyclic: `low` must be <= `high`, got low={self.low!r}, high={self.high!r}")
         set_field(self, "half", length(self.name, "half", self.half))
         if self.down is not None:
             set_field(self, "down", length(self.name, "down", self.down))
         set_field(
-            self, "mode",
+            self,
+            "mode",
             choice(self.name, "mode", self.mode, ("triangular", "triangular2", "exp_range")),
         )
         set_field(self, "gamma", real(self.name, "gamma", self.gamma, low=0.0, low_open=True, high=1.0))
@@ -224,12 +221,14 @@ class OneCycle(Recipe):
         set_field(self, "lr", real(self.name, "lr", self.lr, low=0.0))
         set_field(self, "steps", integer(self.name, "steps", self.steps, low=2))
         set_field(
-            self, "pct_start",
+            self,
+            "pct_start",
             real(self.name, "pct_start", self.pct_start, low=0.0, low_open=True, high=1.0, high_open=True),
         )
         set_field(self, "div_factor", real(self.name, "div_factor", self.div_factor, low=0.0, low_open=True))
         set_field(
-            self, "final_div_factor",
+            self,
+            "final_div_factor",
             real(self.name, "final_div_factor", self.final_div_factor, low=0.0, low_open=True),
         )
         if not isinstance(self.three_phase, bool):
@@ -257,9 +256,7 @@ class OneCycle(Recipe):
     def _chain(self, values: tuple[float, ...]) -> Schedule:
         ends = self._phase_ends()
         starts = (0.0,) + ends[:-1]
-        parts = [
-            self._anneal(values[i], values[i + 1], ends[i] - starts[i]) for i in range(len(ends))
-        ]
+        parts = [self._anneal(values[i], values[i + 1], ends[i] - starts[i]) for i in range(len(ends))]
         return Sequence(tuple(parts))
 
     def build(self) -> Schedule:
@@ -311,7 +308,8 @@ class WarmupStableDecay(Recipe):
         set_field(self, "end", real(self.name, "end", self.end, low=0.0))
         set_field(self, "kind", choice(self.name, "kind", self.kind, ("linear", "cosine", "sqrt")))
         set_field(
-            self, "warmup_kind",
+            self,
+            "warmup_kind",
             choice(self.name, "warmup_kind", self.warmup_kind, ("linear", "cosine", "exponential")),
         )
 

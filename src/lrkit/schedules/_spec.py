@@ -106,8 +106,9 @@ class _Reader:
             return self.binop(node)
         if isinstance(node, ast.Call):
             return self.call(node)
-        raise self.fail(node, f"unsupported syntax ({type(node).__name__}); "
-                              "a spec is calls joined by >>, * and +")
+        raise self.fail(
+            node, f"unsupported syntax ({type(node).__name__}); a spec is calls joined by >>, * and +"
+        )
 
     def binop(self, node: ast.BinOp) -> Any:
         a, b = self.value(node.left), self.value(node.right)
@@ -132,7 +133,9 @@ class _Reader:
                     return a + b
                 if _is_real(a) and isinstance(b, Schedule):
                     return b + a
-                raise self.fail(node, "+ adds a number to a schedule (a floor), e.g. cosine(0.1, steps=100) + 1e-5")
+                raise self.fail(
+                    node, "+ adds a number to a schedule (a floor), e.g. cosine(0.1, steps=100) + 1e-5"
+                )
             if isinstance(op, ast.Sub) and _is_real(a) and _is_real(b):
                 return a - b
         except ScheduleError as e:
@@ -147,8 +150,10 @@ class _Reader:
         name = node.func.id
         cls = registry().get(name)
         if cls is None or name in _OPERATOR_TYPES:
-            raise self.fail(node.func, f"unknown schedule {name!r}{_suggest(name)}; "
-                                       f"valid names: {', '.join(spec_names())}")
+            raise self.fail(
+                node.func,
+                f"unknown schedule {name!r}{_suggest(name)}; valid names: {', '.join(spec_names())}",
+            )
         params = inspect.signature(cls).parameters
         positional = [p for p in params.values() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
         args: dict[str, Any] = {}
@@ -156,20 +161,27 @@ class _Reader:
             if isinstance(a, ast.Starred):
                 raise self.fail(a, "* arguments are not supported")
             if i >= len(positional):
-                raise self.fail(a, f"{name} takes at most {len(positional)} positional "
-                                   f"argument(s): {', '.join(p.name for p in positional)}")
+                raise self.fail(
+                    a,
+                    f"{name} takes at most {len(positional)} positional "
+                    f"argument(s): {', '.join(p.name for p in positional)}",
+                )
             args[positional[i].name] = self.value(a)
         for kw in node.keywords:
             if kw.arg is None:
                 raise self.fail(kw.value, "** arguments are not supported")
             if kw.arg not in params:
-                raise self.fail(kw.value, f"{name} has no argument {kw.arg!r}{_suggest(kw.arg, list(params))}; "
-                                          f"valid: {', '.join(params)}")
+                raise self.fail(
+                    kw.value,
+                    f"{name} has no argument {kw.arg!r}{_suggest(kw.arg, list(params))}; "
+                    f"valid: {', '.join(params)}",
+                )
             if kw.arg in args:
                 raise self.fail(kw.value, f"{name}: argument {kw.arg!r} given twice")
             args[kw.arg] = self.value(kw.value)
-        missing = [p.name for p in params.values()
-                   if p.default is inspect.Parameter.empty and p.name not in args]
+        missing = [
+            p.name for p in params.values() if p.default is inspect.Parameter.empty and p.name not in args
+        ]
         if missing:
             raise self.fail(node, f"{name} needs {', '.join(repr(m) for m in missing)}")
         args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
@@ -229,8 +241,10 @@ def parse(text: str) -> Schedule:
     if not isinstance(result, Schedule):
         raise SpecError(
             f"a spec must describe a schedule, got the value {result!r}; e.g. constant({result!r})"
-            if _is_real(result) else f"a spec must describe a schedule, got {result!r}",
-            text, offset,
+            if _is_real(result)
+            else f"a spec must describe a schedule, got {result!r}",
+            text,
+            offset,
         )
     try:
         result.check_complete()
@@ -293,8 +307,12 @@ def _fmt_call(s: Schedule) -> str:
             keyword = True
             continue
         p = params[f.name]
-        if (not keyword and len(out) < n_positional and not has_default
-                and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        if (
+            not keyword
+            and len(out) < n_positional
+            and not has_default
+            and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        ):
             out.append(_fmt_value(v))
         else:
             keyword = True
