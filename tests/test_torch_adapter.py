@@ -281,3 +281,27 @@ def test_parse_used_for_spec_strings() -> None:
     opt = torch.optim.SGD(_params(), lr=0.1)
     sched = ScheduleLR(opt, parse("warmup(5) >> cosine(0.1, steps=10)").to_config())
     assert sched.schedule == parse("warmup(5) >> cosine(0.1, steps=10)")
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        {"step": -1},
+        {"step": "7"},
+        {"schedule": {"type": "cosine", "lr": 0.1}},
+        {"schedule": {"type": "nope"}},
+        {"scales": "1.0"},
+        {"count": "epochs"},
+    ],
+)
+def test_a_bad_state_dict_is_refused_and_changes_nothing(corrupt: dict) -> None:
+    opt = torch.optim.SGD(_params(), lr=0.1)
+    sched = ScheduleLR(opt, "cosine(0.1, steps=100)")
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    good = sched.state_dict()
+    before = (sched.state_dict(), opt.param_groups[0]["lr"])
+    with pytest.raises(ValueError, match="ScheduleLR.load_state_dict"):
+        sched.load_state_dict({**good, **corrupt})
+    assert (sched.state_dict(), opt.param_groups[0]["lr"]) == before

@@ -240,9 +240,15 @@ class ScheduleLR(LRScheduler):
             raise ValueError(
                 f"ScheduleLR.load_state_dict: `scales` must be a list of numbers, got {scales!r}"
             )
+        count = state_dict.get("count", self.count)
+        if count not in ("optimizer", "calls"):
+            raise ValueError(
+                f"ScheduleLR.load_state_dict: `count` must be 'optimizer' or 'calls', got {count!r}"
+            )
+        # everything is validated: only now change this object
         if schedule != "current" or (saved.has_plateau and saved.fresh() == self.schedule.fresh()):
             self.schedule = saved
-        self.count = state_dict.get("count", self.count)
+        self.count = count
         n = min(len(scales), len(self.optimizer.param_groups))
         self._scales = [float(s) for s in scales[:n]]
         self._momentum_keys = self._momentum_keys[:n]
@@ -251,6 +257,11 @@ class ScheduleLR(LRScheduler):
         self._step = step
         self._applied = step
         self._apply(step)
+
+    def __del__(self) -> None:
+        hook = getattr(self, "_hook", None)
+        if hook is not None:
+            hook.remove()
 
     # -- internals ------------------------------------------------------------------------------
     def _sync_groups(self) -> None:
