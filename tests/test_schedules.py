@@ -273,3 +273,20 @@ def test_importing_lrkit_does_not_import_a_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_lint_handles_warmups_mid_sequence_and_nested_sequences() -> None:
+    mid = parse("constant(0.1, steps=10) >> warmup(5) >> cosine(0.1, steps=50)")
+    assert [w.code for w in lint(mid, steps=65)] == ["jump"]  # 0.1 drops to the warmup's start
+    assert lint(parse("constant(0.1, steps=10) >> warmup(5, start=1) >> cosine(0.1, steps=50)"), 65) == []
+    nested = lint(parse("0.5 * (constant(0.1, steps=10) >> constant(0.5))"), steps=100)
+    assert [(w.code, w.step) for w in nested] == [("jump", 10)]
+    deep = lint(parse("constant(0.1, steps=10) >> (cosine(0.1, steps=20) >> constant(0.05))"), 100)
+    assert [(w.code, w.step) for w in deep] == [("jump", 30)]
+
+
+def test_momentum_respects_the_error_horizon() -> None:
+    s = parse('horizon(onecycle(0.1, steps=100), steps=100, after="error")')
+    assert s.momentum(100) == 0.95
+    with pytest.raises(HorizonError):
+        s.momentum(150)

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lrkit.cli._common import fail, load_spec
+from lrkit.cli._common import at_least_one, fail, load_spec
 from lrkit.schedules import ScheduleError, lint
 
 schedule_app = typer.Typer(
@@ -25,7 +25,9 @@ schedule_app = typer.Typer(
 DEFAULT_ROWS = 20
 
 Spec = Annotated[str, typer.Argument(help="Schedule spec, e.g. 'warmup(10) >> cosine(0.1, steps=90)'.")]
-Steps = Annotated[int, typer.Option("--steps", "-n", min=1, help="Number of optimizer steps.")]
+Steps = Annotated[
+    int, typer.Option("--steps", "-n", callback=at_least_one, help="Number of optimizer steps (>= 1).")
+]
 
 
 def table_steps(steps: int, every: int | None = None) -> npt.NDArray[np.int64]:
@@ -54,7 +56,9 @@ def show(
     steps: Steps,
     every: Annotated[
         int | None,
-        typer.Option("--every", "-e", min=1, help="Show every K-th step (default: about 20 rows)."),
+        typer.Option(
+            "--every", "-e", callback=at_least_one, help="Show every K-th step (default: about 20 rows)."
+        ),
     ] = None,
 ) -> None:
     """Print the LR (and momentum, when the schedule cycles it) at every K-th step."""
@@ -95,6 +99,8 @@ def plot(
         fail(str(e), code=1)
     except ScheduleError as e:
         fail(str(e))
+    except MemoryError:
+        fail(f"--steps {steps} is too many steps to draw", code=1)
     try:
         fig.savefig(output, dpi=120)
     except (OSError, ValueError) as e:
@@ -110,6 +116,8 @@ def lint_command(spec: Spec, steps: Steps) -> None:
         warnings = lint(s, steps)
     except ScheduleError as e:
         fail(str(e))
+    except MemoryError:
+        fail(f"--steps {steps} is too many steps to check at once", code=1)
     if not warnings:
         typer.echo("no problems found")
         return

@@ -36,8 +36,7 @@ def _as_schedules(schedules: Any) -> list[Schedule]:
             out.append(s)
         else:
             raise TypeError(
-                f"plot_schedules: schedules[{i}] must be a schedule or a spec string, "
-                f"got {type(s).__name__}"
+                f"plot_schedules: schedules[{i}] must be a schedule or a spec string, got {type(s).__name__}"
             )
     return out
 
@@ -90,8 +89,7 @@ def plot_schedules(
         names = [str(x) for x in labels]
         if len(names) != len(items):
             raise ValueError(
-                f"plot_schedules: `labels` needs one label per schedule ({len(items)}), "
-                f"got {len(names)}"
+                f"plot_schedules: `labels` needs one label per schedule ({len(items)}), got {len(names)}"
             )
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -125,14 +123,22 @@ def plot_schedules(
     lr_ax.set_ylabel("learning rate")
     if log:
         lr_ax.set_yscale("log")
+    elif not any(np.any(lr < 0) for lr in lrs):
+        lr_ax.set_ylim(bottom=0.0)  # LRs read best against zero
     if n > 1:
         lr_ax.set_xlim(0, n - 1)
 
     if mom_ax is not None:
         for i, (m, name) in enumerate(zip(moms, names, strict=True)):
             if m is not None:
-                mom_ax.plot(t, m, color=f"C{i % 10}", label=name, linewidth=1.2,
-                            linestyle="--" if ax is not None else "-")
+                mom_ax.plot(
+                    t,
+                    m,
+                    color=f"C{i % 10}",
+                    label=name,
+                    linewidth=1.2,
+                    linestyle="--" if ax is not None else "-",
+                )
         mom_ax.set_ylabel("momentum")
 
     bottom = mom_ax if (mom_ax is not None and ax is None) else lr_ax

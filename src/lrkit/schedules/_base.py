@@ -169,8 +169,7 @@ class Schedule:
     @overload
     def __call__(self, step: npt.ArrayLike) -> FloatArray: ...
 
-    def __call__(self, step: Any) -> float | FloatArray:
-        """The learning rate at `step` (an int), or at every step of an integer array."""
+    def _checked_time(self, step: Any) -> tuple[FloatArray, bool]:
         t, scalar = _float_time(step)
         self.check_complete()
         lim = self.limit
@@ -179,6 +178,11 @@ class Schedule:
                 f"{self}: step {int(t.max())} is past the horizon; this schedule ends at step "
                 f"{int(lim) - 1} and its policy past the horizon is after='error'"
             )
+        return t, scalar
+
+    def __call__(self, step: Any) -> float | FloatArray:
+        """The learning rate at `step` (an int), or at every step of an integer array."""
+        t, scalar = self._checked_time(step)
         with np.errstate(all="ignore"):
             out = self._eval(t)
         return float(out[0]) if scalar else out.reshape(np.shape(step))
@@ -190,7 +194,7 @@ class Schedule:
 
     def momentum(self, step: Any) -> float | FloatArray | None:
         """Momentum prescribed at `step` (NaN where it is left alone), or None if never."""
-        t, scalar = _float_time(step)
+        t, scalar = self._checked_time(step)
         if not self.has_momentum:
             return None
         with np.errstate(all="ignore"):

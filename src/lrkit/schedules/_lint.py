@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from lrkit.schedules._base import Schedule
-from lrkit.schedules._compose import Sequence, Warmup
+from lrkit.schedules._compose import Affine, Clip, Horizon, Noise, Product, Sequence, Warmup, WithMomentum
+from lrkit.schedules._plateau import Plateau
 
 #: A relative change at a join above this is reported as a jump.
 JUMP_TOLERANCE = 0.05
@@ -26,14 +28,23 @@ class LintWarning:
         return f"[{self.code}] {where}{self.message}"
 
 
-def _joins(s: Schedule, offset: float = 0.0) -> list[tuple[float, Schedule, Schedule]]:
-    """Every join of a sequence (absolute step, part before, part after), nested ones too."""
-    out: list[tuple[float, Schedule, Schedule]] = []
+def _joins(s: Schedule, offset: float = 0.0) -> Iterator[tuple[float, Sequence, int]]:
+    """Every join of every sequence in `s` that runs on the same clock as `s`.
+
+    Yields (absolute step of the join, the sequence, index of the part that starts there).
+    Sequences inside time-changing nodes (`repeat`, recipes) are not visited.
+    """
     if isinstance(s, Sequence):
         starts = s.boundaries
         for i in range(1, len(s.parts)):
-            out.append((offset + starts[i], s.parts[i - 1], s.parts[i]))
-    return out
+            yield offset + starts[i], s, i
+        for start, part in zip(starts, s.parts, strict=True):
+            yield from _joins(part, offset + start)
+    elif isinstance(s, WithMomentum):
+        yield from _joins(s.schedule, offset)
+    elif isinstance(s, (Affine, Clip, Noise, Product, Plateau, Horizon)):
+        for child in s.children():
+            yield from _joins(child, offset)
 
 
 def lint(schedule: Schedule, steps: int) -> list[LintWarning]:
@@ -69,19 +80,19 @@ def lint(schedule: Schedule, steps: int) -> list[LintWarning]:
                 0,
             )
         )
-    for at, before, after in _joins(schedule):
-        if at >= steps:
-            continue
-        if isinstance(before, Warmup):
+    for at, seq, i in _joins(schedule):
+        before = seq.parts[i - 1]
+        if at >= steps or isinstance(before, Warmup):
             continue  # a warmup meets the next part by construction
         end = float(before.evaluate(np.array([float(before.duration or 0.0)]))[0])
-        start = float(after.evaluate(np.zeros(1))[0])
+        start = float(seq.evaluate(np.array([seq.boundaries[i]]))[0])
         scale = max(abs(end), abs(start))
         if scale > 0 and abs(end - start) / scale > JUMP_TOLERANCE:
             out.append(
                 LintWarning(
                     "jump",
-                    f"the LR jumps from {end:.4g} to {start:.4g} where {after} begins (after {before})",
+                    f"the LR jumps from {end:.4g} to {start:.4g} where {seq.parts[i]} begins "
+                    f"(after {before})",
                     int(at),
                 )
             )

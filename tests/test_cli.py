@@ -1,0 +1,176 @@
+"""The ``lrkit`` command line: schedule show/plot/lint, the demo gallery, and error handling."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lrkit.cli import app
+from lrkit.plot import plot_schedules
+from lrkit.schedules import from_config, parse
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LRKIT = Path(sys.executable).parent / "lrkit"
+
+runner = CliRunner()
+
+
+def _cosine(t: int, lr: float, steps: int, end: float = 0.0) -> float:
+    return end + (lr - end) * 0.5 * (1.0 + math.cos(math.pi * min(t, steps) / steps))
+
+
+def _cells(output: str) -> dict[int, list[str]]:
+    """Table rows of ``schedule show`` as {step: [other cells]}."""
+    rows: dict[int, list[str]] = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if len(cells) >= 2 and cells[0].isdigit():
+            rows[int(cells[0])] = cells[1:]
+    return rows
+
+
+def test_show_prints_the_closed_form() -> None:
+    result = runner.invoke(app, ["schedule", "show", "cosine(0.1, steps=100, end=0.001)", "--steps", "100"])
+    assert result.exit_code == 0, result.output
+    rows = _cells(result.stdout)
+    assert rows[0] == ["0.1"]
+    assert 99 in rows  # the last step is always shown
+    assert 15 <= len(rows) <= 25  # about 20 rows by default
+    for t in (5, 50, 99):
+        assert float(rows[t][0]) == pytest.approx(_cosine(t, 0.1, 100, 0.001), rel=1e-5)
+    assert "momentum" not in result.stdout
+
+
+def test_show_every_and_momentum_column() -> None:
+    args = ["schedule", "show", "onecycle(0.1, steps=100)", "-n", "100", "--every", "10"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "momentum" in result.stdout
+    rows = _cells(result.stdout)
+    assert sorted(rows) == [*range(0, 100, 10), 99]
+    assert float(rows[0][0]) == pytest.approx(0.1 / 25)
+    assert float(rows[0][1]) == pytest.approx(0.95)
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    out = tmp_path / "lr.png"
+    result = runner.invoke(
+        app,
+        [
+            "schedule",
+            "plot",
+            "warmup(10) >> cosine(0.1, steps=90)",
+            "onecycle(0.1, steps=100)",
+            "--steps",
+            "100",
+            "-o",
+            str(out),
+            "--log",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+
+
+def test_plot_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # a None entry makes its import fail
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"pip install 'lrkit\[plot\]'"):
+        plot_schedules("cosine(0.1, steps=10)", 10)
+    result = runner.invoke(
+        app, ["schedule", "plot", "cosine(0.1, steps=10)", "-n", "10", "-o", str(tmp_path / "x.png")]
+    )
+    assert result.exit_code == 1
+    assert "pip install 'lrkit[plot]'" in result.stderr
+
+
+@pytest.mark.parametrize("steps", [0, -1])
+def test_plot_schedules_rejects_bad_steps(steps: int) -> None:
+    with pytest.raises(ValueError, match=rf"`steps` must be an integer >= 1, got steps={steps}"):
+        plot_schedules("cosine(0.1, steps=10)", steps)
+
+
+def test_lint_exit_codes() -> None:
+    clean = runner.invoke(app, ["schedule", "lint", "warmup(10) >> cosine(0.1, steps=90)", "--steps", "100"])
+    assert clean.exit_code == 0, clean.output
+    assert "no problems found" in clean.stdout
+
+    short = runner.invoke(app, ["schedule", "lint", "cosine(0.1, steps=50)", "--steps", "100"])
+    assert short.exit_code == 1, short.output
+    assert "horizon-short" in short.stdout
+    assert "ends at step 50" in short.stdout
+
+
+@pytest.mark.parametrize("command", ["show", "lint", "plot"])
+def test_malformed_spec_is_a_clean_error(command: str, tmp_path: Path) -> None:
+    args = ["schedule", command, "cosine(0.1, stepz=100)", "--steps", "100"]
+    if command == "plot":
+        args += ["-o", str(tmp_path / "x.png")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "invalid schedule spec" in result.stderr
+    assert "did you mean 'steps'" in result.stderr
+    assert "^" in result.stderr  # the caret under the problem
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("steps", ["0", "-5"])
+def test_bad_steps_is_a_clean_error(steps: str) -> None:
+    result = runner.invoke(app, ["schedule", "show", "cosine(0.1, steps=10)", "--steps", steps])
+    assert result.exit_code == 2
+    assert f"got {steps}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_demo_writes_the_gallery(tmp_path: Path) -> None:
+    out = tmp_path / "gallery"
+    result = runner.invoke(app, ["demo", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "lrkit schedule gallery" in result.stdout and "onecycle(0.1," in result.stdout
+
+    assert (out / "gallery.png").read_bytes().startswith(PNG_SIGNATURE)
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64," in page
+    assert "warmup(10) &gt;&gt; cosine(0.1, steps=90)" in page
+
+    entries = json.loads((out / "gallery.json").read_text(encoding="utf-8"))["schedules"]
+    assert len(entries) == 14
+    for entry in entries:
+        s = from_config(entry["config"])
+        assert s.to_config() == entry["config"]
+        assert s.fresh() == parse(entry["spec"])
+    plateau = next(e for e in entries if e["spec"].startswith("plateau"))
+    assert plateau["metrics"] and plateau["config"]["reductions"]  # the LR was reduced
+
+
+def test_installed_script_without_torch() -> None:
+    result = subprocess.run(
+        [str(LRKIT), "schedule", "show", "cosine(0.1, steps=10)", "--steps", "10"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = _cells(result.stdout)
+    assert sorted(rows) == list(range(10))
+    assert float(rows[1][0]) == pytest.approx(_cosine(1, 0.1, 10), rel=1e-5)
+
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, lrkit.cli, lrkit.plot; sys.exit('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert probe.returncode == 0, "importing the CLI imported torch"
