@@ -302,6 +302,6 @@ def test_a_bad_state_dict_is_refused_and_changes_nothing(corrupt: dict) -> None:
         sched.step()
     good = sched.state_dict()
     before = (sched.state_dict(), opt.param_groups[0]["lr"])
-    with pytest.raises(ValueError, match="ScheduleLR.load_state_dict"):
+    with pytest.raises(ValueError, match=r"ScheduleLR\.load_state_dict"):
         sched.load_state_dict({**good, **corrupt})
     assert (sched.state_dict(), opt.param_groups[0]["lr"]) == before
