@@ -164,11 +164,6 @@ class Schedule:
             c.check_complete()
 
     # -- evaluation -----------------------------------------------------------------------------
-    @overload
-    def __call__(self, step: int | np.integer[Any]) -> float: ...
-    @overload
-    def __call__(self, step: npt.ArrayLike) -> FloatArray: ...
-
     def _checked_time(self, step: Any) -> tuple[FloatArray, bool]:
         t, scalar = _float_time(step)
         self.check_complete()
@@ -179,6 +174,11 @@ class Schedule:
                 f"{int(lim) - 1} and its policy past the horizon is after='error'"
             )
         return t, scalar
+
+    @overload
+    def __call__(self, step: int | np.integer[Any]) -> float: ...
+    @overload
+    def __call__(self, step: npt.ArrayLike) -> FloatArray: ...
 
     def __call__(self, step: Any) -> float | FloatArray:
         """The learning rate at `step` (an int), or at every step of an integer array."""
