@@ -125,8 +125,9 @@ class ScheduleLR(LRScheduler):
         self._step = 0
         self._applied = 0
         self._block = -1
-        self._lr_block = np.empty(0)
-        self._mom_block: np.ndarray | None = None
+        self._lr_block: list[float] = []
+        self._mom_block: list[float] | None = None
+        self._limit = self.schedule.limit
         self._last_lr: list[float | torch.Tensor] = []
         self.base_lrs = [_read(g["lr"]) for g in optimizer.param_groups]
         self._sync_groups()
@@ -184,7 +185,7 @@ class ScheduleLR(LRScheduler):
         value = _read(metric) if isinstance(metric, torch.Tensor) else metric
         before = self._lr_at(self._step)
         self.schedule = self.schedule.observe(float(self._step), value)
-        self._block = -1
+        self._schedule_changed()
         self._apply(self._step)
         return self._lr_at(self._step) != before
 
@@ -253,7 +254,7 @@ class ScheduleLR(LRScheduler):
         self._scales = [float(s) for s in scales[:n]]
         self._momentum_keys = self._momentum_keys[:n]
         self._sync_groups()
-        self._block = -1
+        self._schedule_changed()
         self._step = step
         self._applied = step
         self._apply(step)
@@ -301,36 +302,49 @@ class ScheduleLR(LRScheduler):
                 )
             self._momentum_keys.append(key)
 
+    def _schedule_changed(self) -> None:
+        self._block = -1
+        self._limit = self.schedule.limit
+
     def _fill(self, block: int) -> None:
         t = np.arange(block * BLOCK, (block + 1) * BLOCK, dtype=np.float64)
-        self._lr_block = self.schedule.evaluate(t)
-        self._mom_block = self.schedule.evaluate_momentum(t)
+        lr = self.schedule.evaluate(t)
+        mom = self.schedule.evaluate_momentum(t)
+        self._lr_block = lr.tolist()
+        self._mom_block = None if mom is None else mom.tolist()
         self._block = block
 
     def _lr_at(self, step: int) -> float:
         if step // BLOCK != self._block:
             self._fill(step // BLOCK)
-        return float(self._lr_block[step % BLOCK])
+        return self._lr_block[step % BLOCK]
 
     def _apply(self, step: int) -> None:
-        lim = self.schedule.limit
-        if lim is not None and step >= lim:
+        if self._limit is not None and step >= self._limit:
             raise HorizonError(
                 f"ScheduleLR: step {step} is past the end of {self.schedule} (it ends at step "
-                f"{int(lim) - 1} with after='error'); the run is longer than the schedule"
+                f"{int(self._limit) - 1} with after='error'); the run is longer than the schedule"
             )
-        self._step = step
         groups = self.optimizer.param_groups
         if len(groups) > len(self._scales):
             self._sync_groups()
         lr = self._lr_at(step)
-        if not math.isfinite(lr) or lr < 0:
+        if not (lr >= 0.0 and lr != math.inf):  # also catches NaN
             raise ValueError(f"ScheduleLR: {self.schedule} gives lr={lr} at step {step}")
-        mom = float(self._mom_block[step % BLOCK]) if self._mom_block is not None else math.nan
+        self._step = step
+        mom = self._mom_block[step % BLOCK] if self._mom_block is not None else math.nan
         last: list[float | torch.Tensor] = []
+        set_momentum = self._mom_block is not None and mom == mom  # not NaN
         for g, scale, key in zip(groups, self._scales, self._momentum_keys, strict=True):
-            _write(g, "lr", scale * lr)
-            if key is not None and not math.isnan(mom):
+            value = scale * lr
+            old = g["lr"]
+            if isinstance(old, torch.Tensor):
+                old.fill_(value)
+                last.append(old.detach().clone())
+            else:
+                g["lr"] = value
+                last.append(value)
+            if set_momentum and key is not None:
                 if key == "momentum":
                     _write(g, "momentum", mom)
                 else:
@@ -339,6 +353,4 @@ class ScheduleLR(LRScheduler):
                         b[0].fill_(mom)
                     else:
                         g["betas"] = (mom, *tuple(b)[1:])
-            v = g["lr"]
-            last.append(v.detach().clone() if isinstance(v, torch.Tensor) else v)
         self._last_lr = last
