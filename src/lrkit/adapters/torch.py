@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.hooks import RemovableHandle
 
 from lrkit.schedules import HorizonError, Schedule, ScheduleError, from_config, parse
 
@@ -138,7 +139,7 @@ class ScheduleLR(LRScheduler):
             if me is not None:
                 me._applied += 1
 
-        self._hook = optimizer.register_step_post_hook(_count_applied)
+        self._hook: RemovableHandle | None = optimizer.register_step_post_hook(_count_applied)
         self._apply(0)
 
     # -- torch's scheduler API ------------------------------------------------------------------
@@ -259,10 +260,15 @@ class ScheduleLR(LRScheduler):
         self._applied = step
         self._apply(step)
 
-    def __del__(self) -> None:
+    def close(self) -> None:
+        """Stop counting this optimizer's steps (remove the hook on ``optimizer.step``)."""
         hook = getattr(self, "_hook", None)
         if hook is not None:
             hook.remove()
+            self._hook = None
+
+    def __del__(self) -> None:
+        self.close()
 
     # -- internals ------------------------------------------------------------------------------
     def _sync_groups(self) -> None:

@@ -1,0 +1,34 @@
+"""The LR range test: `find_lr`, its result, and the suggestion rules (pure NumPy functions)."""
+
+from lrkit.finder._api import find_lr
+from lrkit.finder._result import FinderResult, Verification
+from lrkit.finder._rules import (
+    RULES,
+    minimum,
+    minimum_div10,
+    progress_interval,
+    rule,
+    slide,
+    smooth,
+    steepest,
+    valley,
+)
+from lrkit.finder._snapshot import Snapshot
+from lrkit.finder._sweep import DivergenceMonitor
+
+__all__ = [
+    "RULES",
+    "DivergenceMonitor",
+    "FinderResult",
+    "Snapshot",
+    "Verification",
+    "find_lr",
+    "minimum",
+    "minimum_div10",
+    "progress_interval",
+    "rule",
+    "slide",
+    "smooth",
+    "steepest",
+    "valley",
+]

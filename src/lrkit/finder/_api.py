@@ -1,0 +1,368 @@
+"""`find_lr`: the LR range test, its suggestions, uncertainty and optional verification."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrkit.finder._result import FinderResult, Verification
+from lrkit.finder._rules import RULES, progress_interval, smooth
+from lrkit.finder._snapshot import Snapshot
+from lrkit.finder._sweep import (
+    Batches,
+    DivergenceMonitor,
+    LossFn,
+    StepFn,
+    Trace,
+    default_step,
+    mean_loss,
+    run_steps,
+)
+from lrkit.schedules import Schedule, constant, exponential, linear, onecycle
+
+TARGETS = ("constant", "onecycle")
+#: The rule behind `FinderResult.suggestion`, per target schedule.
+TARGET_RULE = {"constant": "lrkit", "onecycle": "lrkit-peak"}
+#: Rules compared for the "rules disagree" warning.
+COMPARED = ("valley", "minimum/10", "slide", "lrkit")
+
+
+def _check_inputs(
+    model: Any,
+    optimizer: Any,
+    start_lr: float,
+    end_lr: float,
+    steps: int,
+    mode: str,
+    target: str,
+    accumulation: int,
+    seeds: int,
+    diverge: float,
+) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"`model` ({type(model).__name__}) has no trainable parameters")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"`optimizer` must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    if not any(id(p) in in_opt for p in trainable):
+        raise ValueError("`optimizer` holds none of the model's trainable parameters")
+    for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ValueError(f"`{name}` must be a finite number > 0, got {name}={v!r}")
+    if start_lr >= end_lr:
+        raise ValueError(f"`start_lr` must be < `end_lr`, got start_lr={start_lr!r}, end_lr={end_lr!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 20:
+        raise ValueError(
+            f"`steps` must be an integer >= 20 (too few steps to read a curve), got steps={steps!r}"
+        )
+    if mode not in ("exp", "linear"):
+        raise ValueError(f"`mode` must be 'exp' or 'linear', got mode={mode!r}")
+    if target not in TARGETS:
+        raise ValueError(f"`target` must be one of {', '.join(TARGETS)}, got target={target!r}")
+    if isinstance(accumulation, bool) or not isinstance(accumulation, int) or accumulation < 1:
+        raise ValueError(f"`accumulation` must be an integer >= 1, got accumulation={accumulation!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"`seeds` must be an integer >= 1, got seeds={seeds!r}")
+    if not (0 < diverge <= 10):
+        raise ValueError(f"`diverge` must be in (0, 10], got diverge={diverge!r}")
+
+
+def _progress(
+    on_step: Callable[[int, int], None] | None, offset: int, total: int
+) -> Callable[[int], None] | None:
+    if on_step is None:
+        return None
+
+    def report(i: int) -> None:
+        on_step(offset + i, total)
+
+    return report
+
+
+def _sweep_schedule(start_lr: float, end_lr: float, steps: int, mode: str) -> Schedule:
+    if mode == "exp":
+        return exponential(start_lr, factor=(end_lr / start_lr) ** (1.0 / (steps - 1)))
+    return linear(start_lr, end_lr, steps=steps - 1)
+
+
+def _read(trace: Trace, target: str, width: float) -> tuple[dict[str, float], list[float], str]:
+    lrs = np.asarray(trace.lrs)
+    losses = np.asarray(trace.losses)
+    sm = smooth(losses, width)
+    if losses.size == 0 or not math.isfinite(float(losses[0])):
+        return {name: math.nan for name in RULES}, sm.tolist(), "nan-at-start"
+    picks = {name: float(fn(lrs, sm)) for name, fn in RULES.items()}
+    lo, _ = progress_interval(lrs, sm)
+    if not math.isfinite(lo):
+        return picks, sm.tolist(), "flat"
+    return picks, sm.tolist(), "diverged" if trace.stopped_at is not None else "ok"
+
+
+def find_lr(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn | None,
+    train_loader: Iterable[Any],
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    steps: int = 100,
+    mode: str = "exp",
+    target: str = "constant",
+    step_fn: StepFn | None = None,
+    accumulation: int = 1,
+    scaler: Any = None,
+    amp: bool | torch.dtype = False,
+    scheduler: Any = None,
+    seeds: int = 1,
+    seed: int = 0,
+    verify: bool = False,
+    val_loader: Iterable[Any] | None = None,
+    verify_steps: int | None = None,
+    candidates: int = 5,
+    diverge: float = 0.5,
+    smooth_width: float = 0.05,
+    snapshot: str = "cpu",
+    snapshot_dir: str | os.PathLike[str] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> FinderResult:
+    """Run an LR range test and suggest a learning rate.
+
+    The LR grows from `start_lr` to `end_lr` over `steps` optimizer steps (exponentially, or
+    linearly with ``mode="linear"``) while the training loss is recorded; the sweep stops when
+    the loss diverges (see `DivergenceMonitor`). The curve is smoothed without lag and read by
+    every rule in `lrkit.finder.RULES`; `suggestion` is lrkit's pick for the `target` schedule:
+    a constant LR, or the peak of a one-cycle schedule (higher, since it is reached after a
+    warmup and held briefly). Smith, "Cyclical Learning Rates for Training Neural Networks",
+    WACV 2017.
+
+    Afterwards the model's parameters, buffers, gradients and modes, the optimizer's state and
+    LRs, `scheduler` (if given) and the Python/NumPy/torch RNG states are restored exactly, also
+    when the test raises or is interrupted. The snapshot is kept on the CPU (``snapshot="disk"``
+    writes it to a temporary file in `snapshot_dir` instead); no copy is made on the accelerator.
+
+    Args:
+        model, optimizer: what to test; the optimizer's own LR is ignored during the sweep
+            (param groups keep their ratios to its default LR).
+        loss_fn: ``loss_fn(model(inputs), target)`` for ``(inputs, target)`` batches; may be None
+            when `step_fn` is given.
+        train_loader: any re-iterable of batches; it is restarted when exhausted.
+        step_fn: ``step_fn(model, batch) -> loss`` for any other batch (dicts, several inputs);
+            lrkit calls ``backward`` and the optimizer.
+        accumulation: micro-batches per optimizer step (gradient accumulation).
+        scaler: a ``torch.amp.GradScaler``; steps it skips do not advance the sweep.
+        amp: run the forward pass under ``torch.autocast`` (True, or a dtype).
+        seeds: repeat the sweep this many times (each from the same initial state, with the
+            torch RNG seeded ``seed``, ``seed + 1``, ...); the suggestion is their geometric
+            median and `spread` their range in decades.
+        verify: also train `candidates` LRs around the suggestion for `verify_steps` steps each
+            from the same initial state and pick the best: on `val_loader`'s loss when given
+            (it sees overfitting and under-training), else on the final training loss.
+        diverge: fraction of the progress lost that counts as divergence.
+
+    Returns:
+        A `FinderResult`.
+
+    Example::
+
+        result = lrkit.find_lr(model, torch.optim.AdamW(model.parameters()), F.cross_entropy, loader)
+        result.suggestion, result.suggestions, result.interval
+        result.plot("lr_find.png"); result.to_json("lr_find.json")
+        schedule = result.schedule("onecycle", steps=10_000)
+    """
+    _check_inputs(model, optimizer, start_lr, end_lr, steps, mode, target, accumulation, seeds, diverge)
+    if snapshot not in ("cpu", "disk"):
+        raise ValueError(f"`snapshot` must be 'cpu' or 'disk', got snapshot={snapshot!r}")
+    if step_fn is None:
+        if loss_fn is None:
+            raise ValueError("give `loss_fn` (for (inputs, target) batches) or `step_fn`")
+        step_fn = default_step(loss_fn)
+    t0 = time.perf_counter()
+    snap = Snapshot(model, optimizer, scheduler, to_disk=snapshot == "disk", directory=snapshot_dir)
+    try:
+        traces: list[Trace] = []
+        per_seed: dict[int, float] = {}
+        readings = []
+        for k in range(seeds):
+            if k:
+                snap.restore()
+            torch.manual_seed(seed + k)
+            monitor = DivergenceMonitor(diverge=diverge, warm=max(10, steps // 10))
+            trace = run_steps(
+                model,
+                optimizer,
+                _sweep_schedule(start_lr, end_lr, steps, mode),
+                Batches(train_loader),
+                step_fn,
+                steps=steps,
+                accumulation=accumulation,
+                scaler=scaler,
+                amp=amp,
+                monitor=monitor,
+                on_step=_progress(on_step, k * steps, seeds * steps),
+            )
+            traces.append(trace)
+            picks, sm, status = _read(trace, target, smooth_width)
+            readings.append((picks, sm, status))
+            per_seed[seed + k] = picks[TARGET_RULE[target]]
+        result = _combine(traces, readings, per_seed, target, seeds)
+        result.steps = sum(t.applied for t in traces)
+        result.seconds = time.perf_counter() - t0
+        if verify and math.isfinite(result.suggestion):
+            snap.restore()
+            result.verification = _verify(
+                model,
+                optimizer,
+                snap,
+                Batches(train_loader),
+                step_fn,
+                result.suggestion,
+                target=target,
+                steps=verify_steps or steps,
+                candidates=candidates,
+                val_loader=val_loader,
+                accumulation=accumulation,
+                scaler=scaler,
+                amp=amp,
+                seed=seed,
+            )
+            result.suggestion = result.verification.chosen
+    finally:
+        snap.restore()
+        snap.discard()
+    for w in result.warnings:
+        warnings.warn(w, stacklevel=2)
+    return result
+
+
+def _combine(
+    traces: list[Trace],
+    readings: list[tuple[dict[str, float], list[float], str]],
+    per_seed: dict[int, float],
+    target: str,
+    seeds: int,
+) -> FinderResult:
+    """One result from one or several sweeps (the first sweep's curve is kept for plotting)."""
+    picks, sm, status = readings[0]
+    trace = traces[0]
+    names = list(picks)
+    combined = {}
+    for name in names:
+        vals = [r[0][name] for r in readings if math.isfinite(r[0][name]) and r[0][name] > 0]
+        combined[name] = float(np.exp(np.median(np.log(vals)))) if vals else math.nan
+    good = [v for v in per_seed.values() if math.isfinite(v) and v > 0]
+    spread = float(np.log10(max(good) / min(good))) if len(good) > 1 else 0.0
+    lo, hi = progress_interval(np.asarray(trace.lrs), np.asarray(sm))
+    result = FinderResult(
+        lrs=trace.lrs,
+        losses=trace.losses,
+        smoothed=sm,
+        suggestion=combined[TARGET_RULE[target]],
+        suggestions=combined,
+        interval=(lo, hi),
+        target=target,
+        status=status,
+        stopped_at=trace.stopped_at,
+        seeds=per_seed if seeds > 1 else {},
+        spread=spread,
+    )
+    w = result.warnings
+    if status == "nan-at-start":
+        w.append(
+            "the loss was not finite from the first step: check the model, data and loss "
+            "(no LR can be suggested)"
+        )
+    elif status == "flat":
+        w.append(
+            "the loss never fell during the sweep: raise `end_lr`, use more `steps`, or check "
+            "that the model can learn at all"
+        )
+    elif trace.stopped_at is None and len(trace.losses) and math.isfinite(hi) and hi >= trace.lrs[-1] / 1.5:
+        w.append(
+            f"the loss was still falling at end_lr={trace.lrs[-1]:.3g}: raise `end_lr` so the "
+            "sweep reaches the LRs where training breaks down"
+        )
+    if any(r[2] == "nan-at-start" for r in readings[1:]) and status != "nan-at-start":
+        w.append("some repeated sweeps had a non-finite loss from the first step")
+    compared = [combined[n] for n in COMPARED if math.isfinite(combined[n]) and combined[n] > 0]
+    if len(compared) >= 2 and math.log10(max(compared) / min(compared)) > 1.0:
+        w.append(
+            f"the rules disagree by {math.log10(max(compared) / min(compared)):.1f} decades "
+            f"({', '.join(f'{n}={combined[n]:.2g}' for n in COMPARED)}); consider verify=True"
+        )
+    if spread > 0.3:
+        w.append(f"suggestions vary by {spread:.2f} decades across seeds; consider verify=True")
+    return result
+
+
+def _verify(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    snap: Snapshot,
+    batches: Batches,
+    step_fn: StepFn,
+    suggestion: float,
+    *,
+    target: str,
+    steps: int,
+    candidates: int,
+    val_loader: Iterable[Any] | None,
+    accumulation: int,
+    scaler: Any,
+    amp: bool | torch.dtype,
+    seed: int,
+) -> Verification:
+    """Train each candidate LR briefly from the snapshot and pick the one with the lowest score."""
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
+        raise ValueError(f"`candidates` must be an integer >= 2, got candidates={candidates!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
+        raise ValueError(f"`verify_steps` must be an integer >= 5, got verify_steps={steps!r}")
+    t0 = time.perf_counter()
+    lrs = [float(suggestion * 10.0**e) for e in np.linspace(-0.6, 0.6, candidates)]
+    scores: list[float] = []
+    total = 0
+    for lr in lrs:
+        snap.restore()
+        torch.manual_seed(seed)
+        sched = constant(lr) if target == "constant" else onecycle(lr, steps=steps, momentum_range=None)
+        trace = run_steps(
+            model,
+            optimizer,
+            sched,
+            batches,
+            step_fn,
+            steps=steps,
+            accumulation=accumulation,
+            scaler=scaler,
+            amp=amp,
+        )
+        total += trace.applied
+        if trace.stopped_at is not None:
+            scores.append(math.inf)
+        elif val_loader is not None:
+            scores.append(mean_loss(model, val_loader, step_fn, amp))
+        else:
+            tail = trace.losses[-max(1, steps // 4) :]
+            scores.append(float(np.mean(tail)))
+    finite = [s if math.isfinite(s) else math.inf for s in scores]
+    chosen = lrs[int(np.argmin(finite))] if any(math.isfinite(s) for s in finite) else suggestion
+    return Verification(
+        candidates=lrs,
+        scores=scores,
+        on="validation loss" if val_loader is not None else "training loss",
+        chosen=chosen,
+        steps=steps,
+        total_steps=total,
+        seconds=time.perf_counter() - t0,
+        vectorized=False,
+    )

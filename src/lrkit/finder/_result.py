@@ -1,0 +1,192 @@
+"""`FinderResult`: what a range test found, with its suggestions, uncertainty, plot and JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lrkit.schedules import Schedule, constant, cyclic, onecycle
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+FORMAT = "lrkit.FinderResult/1"
+
+
+@dataclass
+class Verification:
+    """Short training runs of candidate LRs from the same initial weights."""
+
+    candidates: list[float]
+    scores: list[float]  # lower is better: validation loss, or the final training loss
+    on: str  # "validation loss" or "training loss"
+    chosen: float
+    steps: int  # optimizer steps per candidate
+    total_steps: int
+    seconds: float
+    vectorized: bool
+
+
+@dataclass
+class FinderResult:
+    """The outcome of `find_lr`.
+
+    Attributes:
+        lrs: the LR of each recorded sweep step.
+        losses: the raw training loss at each of them.
+        smoothed: the loss smoothed without lag (what the rules read).
+        suggestion: lrkit's recommended LR for `target` (NaN when the curve shows nothing).
+        suggestions: every rule's pick, by rule name.
+        interval: (low, high) LRs over which the loss falls usefully.
+        target: the schedule the suggestion is for: "constant" or "onecycle" (a peak).
+        status: "ok", "diverged" (stopped early when the loss blew up: normal), "nan-at-start"
+            (the loss was not finite from the first step), or "flat" (the loss never fell).
+        stopped_at: index of the step where divergence was detected (None if never).
+        seeds: per-seed suggestions when the sweep was repeated, and `spread` their range in
+            decades of LR.
+        verification: the verification runs, if requested.
+        warnings: what the user should know (rules that disagree, a short sweep, ...).
+        steps: optimizer steps the sweep(s) applied; `seconds` their wall time.
+    """
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggestion: float
+    suggestions: dict[str, float]
+    interval: tuple[float, float]
+    target: str
+    status: str
+    stopped_at: int | None = None
+    seeds: dict[int, float] = field(default_factory=dict)
+    spread: float = 0.0
+    verification: Verification | None = None
+    warnings: list[str] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+
+    # -- schedules built from the result -------------------------------------------------------
+    def schedule(self, kind: str = "auto", *, steps: int | None = None) -> Schedule:
+        """A schedule that uses what the test found.
+
+        Args:
+            kind: ``"constant"`` (the suggestion), ``"onecycle"`` (the suggestion as its peak;
+                needs `steps`), ``"cyclic"`` (Smith's bounds: the interval, with a half-cycle of
+                ``steps // 8`` or 2000 steps), or ``"auto"`` (the result's `target`).
+            steps: the training length in optimizer steps (one-cycle and cyclic).
+        """
+        if not (math.isfinite(self.suggestion) and self.suggestion > 0):
+            raise ValueError(
+                f"the range test found no usable LR (status={self.status!r}); no schedule to build"
+            )
+        kind = self.target if kind == "auto" else kind
+        if kind == "constant":
+            return constant(self.suggestion)
+        if kind == "onecycle":
+            if steps is None:
+                raise ValueError("schedule(kind='onecycle') needs `steps`, the training length")
+            return onecycle(self.suggestion, steps=steps)
+        if kind == "cyclic":
+            lo, hi = self.interval
+            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+                raise ValueError(f"no usable interval for a cyclic schedule: {self.interval}")
+            half = max(1, steps // 8) if steps is not None else 2000
+            return cyclic(lo, hi, half=half)
+        raise ValueError(f"`kind` must be 'auto', 'constant', 'onecycle' or 'cyclic', got kind={kind!r}")
+
+    # -- serialization --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (non-finite numbers become None)."""
+        d = asdict(self)
+        d["format"] = FORMAT
+        return _json_safe(d)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The result as JSON text; also written to `path` if given."""
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FinderResult:
+        """Rebuild a result from `to_dict` data."""
+        if d.get("format") != FORMAT:
+            raise ValueError(f"not a finder result (format {d.get('format')!r}, expected {FORMAT!r})")
+        d = {k: v for k, v in d.items() if k != "format"}
+        nan = math.nan
+
+        def num(x: Any) -> float:
+            return nan if x is None else float(x)
+
+        d["losses"] = [num(x) for x in d["losses"]]
+        d["smoothed"] = [num(x) for x in d["smoothed"]]
+        d["suggestion"] = num(d["suggestion"])
+        d["suggestions"] = {k: num(v) for k, v in d["suggestions"].items()}
+        d["interval"] = tuple(num(x) for x in d["interval"])
+        d["seeds"] = {int(k): num(v) for k, v in d.get("seeds", {}).items()}
+        if d.get("verification") is not None:
+            d["verification"] = Verification(**d["verification"])
+        return cls(**d)
+
+    # -- pictures -------------------------------------------------------------------------------
+    def plot(self, path: str | Path | None = None) -> Figure:
+        """The loss against the LR (log axis), smoothed curve, suggestions and interval."""
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError as e:
+            raise ImportError("FinderResult.plot needs matplotlib: pip install 'lrkit[plot]'") from e
+        fig = Figure(figsize=(8.0, 4.8), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        x = np.asarray(self.lrs)
+        ax.plot(x, self.losses, color="0.75", linewidth=0.8, label="loss")
+        ax.plot(x, self.smoothed, color="C0", linewidth=1.8, label="smoothed")
+        lo, hi = self.interval
+        if math.isfinite(lo) and math.isfinite(hi):
+            ax.axvspan(lo, hi, color="C2", alpha=0.12, label="useful interval")
+        for i, (name, v) in enumerate(self.suggestions.items()):
+            if math.isfinite(v) and v > 0:
+                style = "-" if name.startswith("lrkit") else ":"
+                ax.axvline(
+                    v, color=f"C{(i + 3) % 10}", linestyle=style, linewidth=1.2, label=f"{name}: {v:.2g}"
+                )
+        if math.isfinite(self.suggestion):
+            ax.axvline(
+                self.suggestion,
+                color="k",
+                linewidth=2.0,
+                label=f"suggestion ({self.target}): {self.suggestion:.2g}",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("training loss")
+        finite = np.asarray(self.smoothed)[np.isfinite(self.smoothed)]
+        if finite.size:
+            top = max(float(finite[0]), float(np.median(finite)))
+            span = top - float(finite.min())
+            ax.set_ylim(float(finite.min()) - 0.1 * span - 1e-12, top + 0.3 * span + 1e-12)
+        ax.set_title(f"LR range test ({self.status})", fontsize="medium")
+        ax.legend(fontsize="x-small", loc="best")
+        ax.grid(True, alpha=0.3, which="both")
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return _json_safe(obj.item())
+    return obj

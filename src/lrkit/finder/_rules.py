@@ -1,0 +1,190 @@
+"""Suggestion rules: pure NumPy functions that read an LR from a range-test curve.
+
+Every rule has one signature, ``rule(lrs, losses) -> float`` (NaN when it finds nothing), where
+`lrs` is increasing and `losses` is the *smoothed* loss up to the point where the sweep stopped.
+The curve is smoothed without lag (a centred Gaussian in log-LR, see `smooth`), because the
+exponential moving average that other finders use shifts the whole curve to higher LRs by the
+length of its memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+Rule = Callable[[FloatArray, FloatArray], float]
+
+
+def smooth(losses: npt.ArrayLike, width: float = 0.05) -> FloatArray:
+    """Centred Gaussian smoothing over the sweep index, renormalized at the edges.
+
+    `width` is the kernel's standard deviation as a fraction of the number of points (at least
+    one point). Non-finite losses are ignored (they get zero weight).
+    """
+    y = np.asarray(losses, dtype=np.float64)
+    n = y.size
+    if n == 0:
+        return y.copy()
+    sigma = max(width * n, 1.0)
+    finite = np.isfinite(y)
+    idx = np.arange(n, dtype=np.float64)
+    kernel = np.exp(-0.5 * ((idx[:, None] - idx[None, :]) / sigma) ** 2) * finite[None, :]
+    weights = kernel.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (kernel @ np.where(finite, y, 0.0)) / weights
+    return np.where(weights > 0, out, np.nan)
+
+
+def _valid(lrs: FloatArray, losses: FloatArray) -> tuple[FloatArray, FloatArray]:
+    lrs = np.asarray(lrs, dtype=np.float64)
+    losses = np.asarray(losses, dtype=np.float64)
+    keep = np.isfinite(losses) & np.isfinite(lrs) & (lrs > 0)
+    return lrs[keep], losses[keep]
+
+
+def _slopes(lrs: FloatArray, losses: FloatArray) -> FloatArray:
+    return np.gradient(losses, np.log10(lrs))
+
+
+def minimum(lrs: FloatArray, losses: FloatArray) -> float:
+    """The LR at the lowest point of the smoothed curve (not yet divided)."""
+    x, y = _valid(lrs, losses)
+    if x.size < 3:
+        return math.nan
+    return float(x[int(np.argmin(y))])
+
+
+def minimum_div10(lrs: FloatArray, losses: FloatArray) -> float:
+    """One tenth of the LR at the lowest point (Smith's and fastai's rule of thumb)."""
+    return minimum(lrs, losses) / 10.0
+
+
+def steepest(lrs: FloatArray, losses: FloatArray) -> float:
+    """The LR where the smoothed loss falls fastest against log LR, before its minimum.
+
+    The classic suggestion of torch-lr-finder and Lightning. With momentum SGD it tends to be
+    about ten times what a constant LR tolerates, because the sweep itself acts as a warmup.
+    """
+    x, y = _valid(lrs, losses)
+    if x.size < 5:
+        return math.nan
+    stop = int(np.argmin(y)) + 1
+    if stop < 3:
+        return math.nan
+    g = _slopes(x[:stop], y[:stop])
+    if not np.any(g < 0):
+        return math.nan
+    return float(x[int(np.argmin(g))])
+
+
+def valley(lrs: FloatArray, losses: FloatArray) -> float:
+    """Two thirds of the way down the longest descent of the smoothed curve.
+
+    The descent is the longest run of consecutive points over which the smoothed loss keeps
+    falling (by index, in log-LR); the LR two thirds of the way along it sits past the steep
+    part and before the bottom, where the loss is still falling but no longer fastest.
+    """
+    x, y = _valid(lrs, losses)
+    if x.size < 5:
+        return math.nan
+    falling = np.diff(y) < 0
+    best_len, best_start, run_start = 0, 0, 0
+    for i, f in enumerate(np.append(falling, False)):
+        if not f:
+            if i - run_start > best_len:
+                best_len, best_start = i - run_start, run_start
+            run_start = i + 1
+    if best_len < 2:
+        return math.nan
+    return float(x[best_start + (2 * best_len) // 3])
+
+
+def slide(lrs: FloatArray, losses: FloatArray) -> float:
+    """Slide back from the minimum to where the curve was still clearly falling.
+
+    Starting at the lowest point, step towards smaller LRs while the loss is within 10% of the
+    total drop of the minimum (the flat bottom of the curve); the first LR beyond that band.
+    """
+    x, y = _valid(lrs, losses)
+    if x.size < 5:
+        return math.nan
+    i_min = int(np.argmin(y))
+    drop = float(np.max(y[: i_min + 1]) - y[i_min])
+    if drop <= 0:
+        return math.nan
+    band = y[i_min] + 0.1 * drop
+    i = i_min
+    while i > 0 and y[i] <= band:
+        i -= 1
+    return float(x[i])
+
+
+def progress_interval(lrs: FloatArray, losses: FloatArray) -> tuple[float, float]:
+    """The interval of useful LRs: from where the loss has made 10% of its total drop to the
+    lowest point of the curve (NaNs when the loss never falls)."""
+    x, y = _valid(lrs, losses)
+    if x.size < 5:
+        return (math.nan, math.nan)
+    i_min = int(np.argmin(y))
+    top = float(np.max(y[: i_min + 1]))
+    drop = top - float(y[i_min])
+    if drop <= 0:
+        return (math.nan, math.nan)
+    i_top = int(np.argmax(y[: i_min + 1]))
+    below = np.flatnonzero(y[i_top : i_min + 1] <= top - 0.1 * drop)
+    lo = float(x[i_top + int(below[0])]) if below.size else float(x[i_min])
+    return (lo, float(x[i_min]))
+
+
+def lrkit_constant(lrs: FloatArray, losses: FloatArray) -> float:
+    """lrkit's suggestion for a constant LR trained from scratch.
+
+    The geometric mean of `minimum_div10` and `valley`, kept inside the useful interval: both
+    stay clear of the sweep's implicit warmup, and their geometric mean halves the error of
+    either one when they disagree.
+    """
+    a, b = minimum_div10(lrs, losses), valley(lrs, losses)
+    picks = [v for v in (a, b) if math.isfinite(v) and v > 0]
+    if not picks:
+        return math.nan
+    value = math.exp(sum(math.log(v) for v in picks) / len(picks))
+    lo, hi = progress_interval(lrs, losses)
+    if math.isfinite(lo) and math.isfinite(hi):
+        value = min(max(value, lo / 10.0), hi / 3.0)
+    return value
+
+
+def lrkit_peak(lrs: FloatArray, losses: FloatArray) -> float:
+    """lrkit's suggestion for the peak of a warmup-then-anneal schedule (one-cycle).
+
+    A peak is reached after a warmup and is held only briefly, so it can be higher than a
+    constant LR: three times the constant suggestion, never above a third of the minimum.
+    """
+    base = lrkit_constant(lrs, losses)
+    if not math.isfinite(base):
+        return math.nan
+    hi = minimum(lrs, losses)
+    return min(3.0 * base, hi / 3.0) if math.isfinite(hi) else 3.0 * base
+
+
+RULES: Mapping[str, Rule] = {
+    "steepest": steepest,
+    "valley": valley,
+    "minimum/10": minimum_div10,
+    "slide": slide,
+    "minimum": minimum,
+    "lrkit": lrkit_constant,
+    "lrkit-peak": lrkit_peak,
+}
+
+
+def rule(name: str) -> Rule:
+    """Look up a suggestion rule by name (unknown names list the valid ones)."""
+    try:
+        return RULES[name]
+    except KeyError:
+        raise ValueError(f"unknown suggestion rule {name!r}; valid rules: {', '.join(RULES)}") from None

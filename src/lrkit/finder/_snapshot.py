@@ -1,0 +1,150 @@
+"""Save and restore everything a range test touches, bit for bit, without a second copy of the
+model on the accelerator: parameters, buffers, gradients, train/eval modes, the optimizer's
+state and hyperparameters, an attached scheduler, and the Python, NumPy and torch RNG states."""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _to_cpu(obj: Any) -> Any:
+    """A deep copy with every tensor copied to the CPU (never aliasing the original)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_to_cpu(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def _has_tensor(v: Any) -> bool:
+    return isinstance(v, torch.Tensor) or (
+        isinstance(v, (tuple, list)) and any(isinstance(x, torch.Tensor) for x in v)
+    )
+
+
+def _copy_into(original: Any, loaded: Any) -> Any:
+    """Copy `loaded` values into the tensors of `original` and return `original`."""
+    if isinstance(original, torch.Tensor):
+        with torch.no_grad():
+            original.copy_(torch.as_tensor(loaded))
+        return original
+    if isinstance(original, (tuple, list)) and isinstance(loaded, (tuple, list)):
+        items = [
+            _copy_into(o, x) if isinstance(o, torch.Tensor) else x
+            for o, x in zip(original, loaded, strict=True)
+        ]
+        return type(original)(items)
+    return loaded
+
+
+class Snapshot:
+    """The state of a model, optimizer, optional scheduler and the RNGs at one moment.
+
+    Args:
+        model, optimizer, scheduler: what to save (`scheduler` may be None).
+        to_disk: keep the tensors in a temporary file (in `directory`, default the system's
+            temporary folder) instead of CPU memory; the file is deleted by `discard`.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any = None,
+        *,
+        to_disk: bool = False,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self._modes = [m.training for m in model.modules()]
+        self._python_rng = random.getstate()
+        self._numpy_rng = np.random.get_state()
+        state: dict[str, Any] = {
+            "model": _to_cpu(model.state_dict()),
+            "grads": [
+                None if p.grad is None else p.grad.detach().to("cpu", copy=True) for p in model.parameters()
+            ],
+            "optimizer": _to_cpu(optimizer.state_dict()),
+            "scheduler": None if scheduler is None else _to_cpu(scheduler.state_dict()),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+        self._path: Path | None = None
+        self._state: dict[str, Any] | None = None
+        if to_disk:
+            folder = Path(directory) if directory is not None else Path(tempfile.gettempdir())
+            if not folder.is_dir():
+                raise ValueError(f"snapshot directory {str(folder)!r} does not exist")
+            fd, name = tempfile.mkstemp(prefix="lrkit-snapshot-", suffix=".pt", dir=folder)
+            os.close(fd)
+            self._path = Path(name)
+            try:
+                torch.save(state, self._path)
+            except BaseException:
+                self._path.unlink(missing_ok=True)
+                raise
+        else:
+            self._state = state
+
+    def _load(self) -> dict[str, Any]:
+        if self._state is not None:
+            return self._state
+        assert self._path is not None  # internal invariant: one of the two is set
+        return torch.load(self._path, map_location="cpu", weights_only=True)
+
+    def restore(self) -> None:
+        """Put everything back as it was when the snapshot was taken."""
+        state = self._load()
+        with torch.no_grad():
+            self.model.load_state_dict(state["model"])
+            for p, g in zip(self.model.parameters(), state["grads"], strict=True):
+                if g is None:
+                    p.grad = None
+                elif p.grad is not None and p.grad.shape == g.shape:
+                    p.grad.copy_(g)
+                else:
+                    p.grad = g.to(p.device, copy=True)
+        for m, mode in zip(self.model.modules(), self._modes, strict=True):
+            m.training = mode
+        self._restore_optimizer(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(copy.deepcopy(state["scheduler"]))
+        random.setstate(self._python_rng)
+        np.random.set_state(self._numpy_rng)
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def _restore_optimizer(self, saved: dict[str, Any]) -> None:
+        opt = self.optimizer
+        # torch replaces the hyperparameters of each group by the loaded ones; keep the
+        # original tensor objects (a tensor LR a compiled step depends on) and copy into them.
+        originals = [
+            {k: v for k, v in g.items() if k != "params" and _has_tensor(v)} for g in opt.param_groups
+        ]
+        opt.state.clear()
+        opt.load_state_dict(_to_cpu(saved))
+        for group, kept in zip(opt.param_groups, originals, strict=True):
+            for key, original in kept.items():
+                group[key] = _copy_into(original, group[key])
+
+    def discard(self) -> None:
+        """Free the snapshot (and delete its file, if any)."""
+        self._state = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path = None

@@ -1,0 +1,239 @@
+"""The training steps of a range test (and of verification runs): batches, step functions,
+gradient accumulation, AMP, and a divergence monitor that also works for negative losses,
+for a diverged loss that levels off, and for NaN/Inf."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrkit.adapters.torch import ScheduleLR
+from lrkit.schedules import Schedule
+
+StepFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+LossFn = Callable[[Any, Any], torch.Tensor]
+
+
+class Batches:
+    """Endless batches from a loader: a new epoch starts when one runs out."""
+
+    def __init__(self, loader: Iterable[Any], name: str = "train_loader") -> None:
+        self.loader = loader
+        self.name = name
+        self._it: Iterator[Any] | None = None
+
+    def next(self) -> Any:
+        if self._it is not None:
+            try:
+                return next(self._it)
+            except StopIteration:
+                pass
+        self._it = iter(self.loader)
+        try:
+            return next(self._it)
+        except StopIteration:
+            raise ValueError(f"`{self.name}` yielded no batches; give it at least one batch") from None
+
+
+def _to(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(v, device) for v in obj)
+    return obj
+
+
+def default_step(loss_fn: LossFn) -> StepFn:
+    """The step function for ``(inputs, target)`` batches: ``loss_fn(model(inputs), target)``.
+
+    `inputs` may be a tensor, a tuple of tensors (``model(*inputs)``) or a dict
+    (``model(**inputs)``); tensors are moved to the model's device.
+    """
+
+    def step(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise ValueError(
+                f"a batch must be (inputs, target), got {type(batch).__name__}"
+                f"{f' of length {len(batch)}' if isinstance(batch, (tuple, list)) else ''}; "
+                "for other batches pass step_fn=lambda model, batch: loss"
+            )
+        device = next(model.parameters()).device
+        x, y = _to(batch[0], device), _to(batch[1], device)
+        if isinstance(x, dict):
+            out = model(**x)
+        elif isinstance(x, (tuple, list)):
+            out = model(*x)
+        else:
+            out = model(x)
+        return loss_fn(out, y)
+
+    return step
+
+
+def _scalar(loss: Any) -> torch.Tensor:
+    if not isinstance(loss, torch.Tensor):
+        raise ValueError(f"the loss must be a scalar tensor, got {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise ValueError(
+            f"the loss must be a scalar tensor, got shape {tuple(loss.shape)}; reduce it "
+            "(e.g. loss.mean()) in loss_fn or step_fn"
+        )
+    if not loss.requires_grad:
+        raise ValueError("the loss does not require grad: no trainable parameter contributed to it")
+    return loss.reshape(())
+
+
+class DivergenceMonitor:
+    """Decide, step by step, whether the loss has blown up.
+
+    The loss has diverged when it is not finite, or when its moving average (debiased EMA,
+    `beta`) has stayed above ``best + diverge * max(start - best, 4 * noise)`` for two steps in a
+    row: it has lost a fraction `diverge` of the progress made since the start. `start` is the
+    median loss of the first `warm` steps, `best` the lowest moving average so far and `noise`
+    the running mean absolute deviation of the loss from its moving average. Differences, not
+    ratios, so negative losses work, and a diverged loss that levels off below the start still
+    counts. For positive losses, ``ema > 4 * best`` also counts (a fast path for explosions).
+    """
+
+    def __init__(self, diverge: float = 0.5, beta: float = 0.9, warm: int = 10) -> None:
+        self.diverge, self.beta, self.warm = diverge, beta, warm
+        self._ema = 0.0
+        self._dev = 0.0
+        self._k = 0
+        self._first: list[float] = []
+        self.best = math.inf
+        self._above = 0
+
+    def update(self, loss: float) -> bool:
+        if not math.isfinite(loss):
+            return True
+        self._k += 1
+        if self._k > 1:
+            prev = self._ema / (1 - self.beta ** (self._k - 1))
+            self._dev = self.beta * self._dev + (1 - self.beta) * abs(loss - prev)
+        self._ema = self.beta * self._ema + (1 - self.beta) * loss
+        ema = self._ema / (1 - self.beta**self._k)
+        noise = self._dev / (1 - self.beta ** max(self._k - 1, 1))
+        if self._k <= self.warm:
+            self._first.append(loss)
+            return False
+        self.best = min(self.best, ema)  # after the warm-up: an EMA of a few points is too noisy
+        start = float(np.median(self._first))
+        gap = max(start - self.best, 4.0 * noise, 1e-12 * abs(start))
+        high = ema > self.best + self.diverge * gap or (self.best > 0 and ema > 4.0 * self.best)
+        self._above = self._above + 1 if high else 0
+        return self._above >= 2
+
+
+@dataclass
+class Trace:
+    lrs: list[float]
+    losses: list[float]
+    stopped_at: int | None
+    applied: int
+    skipped: int
+
+
+def _autocast(model: torch.nn.Module, amp: bool | torch.dtype) -> contextlib.AbstractContextManager[Any]:
+    if amp is False:
+        return contextlib.nullcontext()
+    device = next(model.parameters()).device
+    dtype = (
+        amp if isinstance(amp, torch.dtype) else (torch.float16 if device.type == "cuda" else torch.bfloat16)
+    )
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def run_steps(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    batches: Batches,
+    step_fn: StepFn,
+    *,
+    steps: int,
+    accumulation: int = 1,
+    scaler: Any = None,
+    amp: bool | torch.dtype = False,
+    monitor: DivergenceMonitor | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> Trace:
+    """Train for `steps` applied optimizer steps under `schedule`, recording LR and loss.
+
+    A step that the `GradScaler` skips is not recorded and is taken again at the same LR.
+    Stops early when `monitor` says the loss diverged (or, without a monitor, at a non-finite
+    loss).
+    """
+    model.train()
+    sched = ScheduleLR(optimizer, schedule)
+    ref_scale = sched.state_dict()["scales"][0] or 1.0
+    lrs: list[float] = []
+    losses: list[float] = []
+    skipped = 0
+    stopped_at: int | None = None
+    try:
+        optimizer.zero_grad(set_to_none=True)
+        while len(losses) < steps:
+            lr = float(optimizer.param_groups[0]["lr"]) / ref_scale
+            total = 0.0
+            for _ in range(accumulation):
+                batch = batches.next()
+                with _autocast(model, amp):
+                    loss = _scalar(step_fn(model, batch))
+                total += float(loss.detach().float()) / accumulation
+                part = loss / accumulation
+                (scaler.scale(part) if scaler is not None else part).backward()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            before = sched.last_epoch
+            sched.step()
+            if sched.last_epoch == before:
+                skipped += 1
+                if skipped > max(steps, 100):
+                    raise RuntimeError(
+                        f"the optimizer skipped {skipped} steps in a row (GradScaler found inf/NaN "
+                        "gradients every time); the range test cannot proceed"
+                    )
+                continue
+            lrs.append(lr)
+            losses.append(total)
+            if on_step is not None:
+                on_step(len(losses))
+            blown = monitor.update(total) if monitor is not None else not math.isfinite(total)
+            if blown:
+                stopped_at = len(losses) - 1
+                break
+    finally:
+        sched.close()
+    return Trace(lrs, losses, stopped_at, sched.last_epoch, skipped)
+
+
+def mean_loss(
+    model: torch.nn.Module, loader: Iterable[Any], step_fn: StepFn, amp: bool | torch.dtype = False
+) -> float:
+    """Mean loss over one pass of `loader` in eval mode, without gradients."""
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, 0
+    try:
+        with torch.no_grad(), _autocast(model, amp):
+            for batch in loader:
+                total += float(step_fn(model, batch).detach().float())
+                n += 1
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("`val_loader` yielded no batches")
+    return total / n

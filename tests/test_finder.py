@@ -1,0 +1,365 @@
+"""The LR range test: suggestions, divergence, restoring everything, odd batches, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lrkit import find_lr
+from lrkit.finder import RULES, DivergenceMonitor, FinderResult, smooth
+from lrkit.schedules import Cyclic, OneCycle, constant
+
+
+def _data(n: int = 512, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    w = torch.randn(8, 3, generator=g)
+    return x, (x @ w).argmax(1)
+
+
+def _batches(bs: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    x, y = _data()
+    return [(x[i : i + bs], y[i : i + bs]) for i in range(0, len(x), bs)]
+
+
+def _model(seed: int = 0, bn: bool = False) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    layers: list[torch.nn.Module] = [torch.nn.Linear(8, 32)]
+    if bn:
+        layers.append(torch.nn.BatchNorm1d(32))
+    layers += [torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(32, 3)]
+    return torch.nn.Sequential(*layers)
+
+
+def _state(model: torch.nn.Module, opt: torch.optim.Optimizer) -> Any:
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        [m.training for m in model.modules()],
+        json.dumps(
+            {k: v for k, v in opt.state_dict()["param_groups"][0].items() if k != "params"}, default=float
+        ),
+        {i: {k: v.clone() for k, v in s.items()} for i, s in opt.state_dict()["state"].items()},
+        torch.get_rng_state().clone(),
+        np.random.get_state()[1].copy(),
+        random.getstate(),
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, np.ndarray):
+        return bool(np.array_equal(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _warm(model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+    """Give the optimizer state (momentum buffers, Adam moments) and leave gradients behind."""
+    for x, y in _batches()[:3]:
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    F.cross_entropy(model(_batches()[0][0]), _batches()[0][1]).backward()
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+        lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.01),
+        lambda p: torch.optim.Adam(p, lr=torch.tensor(1e-3)),
+    ],
+)
+@pytest.mark.parametrize("snapshot", ["cpu", "disk"])
+def test_everything_is_restored_bitwise(make_opt: Any, snapshot: str, tmp_path: Path) -> None:
+    model = _model(bn=True)
+    opt = make_opt(model.parameters())
+    _warm(model, opt)
+    model.eval()
+    model[0].train()  # a mixed train/eval state must come back as it was
+    lr_obj = opt.param_groups[0]["lr"]
+    before = _state(model, opt)
+    result = find_lr(model, opt, F.cross_entropy, _batches(), snapshot=snapshot, snapshot_dir=tmp_path)
+    assert result.status in ("ok", "diverged")
+    assert _same(_state(model, opt), before)
+    if isinstance(lr_obj, torch.Tensor):
+        assert opt.param_groups[0]["lr"] is lr_obj  # a tensor LR keeps its identity
+    assert list(tmp_path.iterdir()) == []  # the snapshot file is gone
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
+def test_restored_when_the_run_raises_or_is_interrupted(error: type[BaseException]) -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _warm(model, opt)
+    before = _state(model, opt)
+    calls = 0
+
+    def step_fn(m: torch.nn.Module, batch: Any) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 30:
+            raise error()
+        return F.cross_entropy(m(batch[0]), batch[1])
+
+    with pytest.raises(error):
+        find_lr(model, opt, None, _batches(), step_fn=step_fn)
+    assert _same(_state(model, opt), before)
+
+
+def test_attached_scheduler_is_restored() -> None:
+    from lrkit.adapters.torch import ScheduleLR
+
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = ScheduleLR(opt, "cosine(0.1, steps=100)")
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    before = sched.state_dict()
+    find_lr(model, opt, F.cross_entropy, _batches(), scheduler=sched)
+    assert sched.state_dict() == before
+    assert opt.param_groups[0]["lr"] == pytest.approx(sched.schedule(7))
+
+
+def test_suggestions_are_sane_on_a_learnable_problem() -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    r = find_lr(model, opt, F.cross_entropy, _batches())
+    assert r.status == "diverged"
+    assert set(r.suggestions) == set(RULES)
+    lo, hi = r.interval
+    assert 1e-5 < lo < hi < 10
+    assert lo / 10 <= r.suggestion <= hi
+    assert r.suggestions["lrkit-peak"] > r.suggestion  # a one-cycle peak may be higher
+    assert r.suggestions["minimum/10"] == pytest.approx(r.suggestions["minimum"] / 10)
+    assert len(r.lrs) == len(r.losses) == len(r.smoothed) == r.stopped_at + 1
+    assert np.all(np.diff(r.lrs) > 0)
+    peak = find_lr(model, opt, F.cross_entropy, _batches(), target="onecycle")
+    assert peak.suggestion == pytest.approx(peak.suggestions["lrkit-peak"])
+    assert isinstance(peak.schedule(steps=1000), OneCycle)
+    assert r.schedule().lr == r.suggestion  # constant
+    assert isinstance(r.schedule("cyclic", steps=800), Cyclic)
+    with pytest.raises(ValueError, match="needs `steps`"):
+        r.schedule("onecycle")
+
+
+def test_linear_sweep() -> None:
+    model = _model()
+    opt = torch.optim.Adam(model.parameters())
+    r = find_lr(model, opt, F.cross_entropy, _batches(), start_lr=1e-4, end_lr=0.5, mode="linear")
+    assert np.allclose(np.diff(r.lrs), np.diff(r.lrs)[0])
+
+
+def test_json_round_trip(tmp_path: Path) -> None:
+    model = _model()
+    r = find_lr(model, torch.optim.Adam(model.parameters()), F.cross_entropy, _batches(), seeds=2)
+    path = tmp_path / "r.json"
+    r.to_json(path)
+    data = json.loads(path.read_text())
+    assert data["format"] == "lrkit.FinderResult/1"
+    again = FinderResult.from_dict(data)
+    assert again.suggestion == r.suggestion and again.lrs == r.lrs and again.seeds == r.seeds
+    fig = r.plot(tmp_path / "r.png")
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert fig.axes[0].get_xscale() == "log"
+
+
+def test_seeds_report_spread_and_agree_roughly() -> None:
+    model = _model()
+    r = find_lr(
+        model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), F.cross_entropy, _batches(), seeds=3
+    )
+    assert len(r.seeds) == 3
+    vals = list(r.seeds.values())
+    assert r.spread == pytest.approx(math.log10(max(vals) / min(vals)))
+    assert r.spread < 0.5
+    assert min(vals) * (1 - 1e-9) <= r.suggestion <= max(vals) * (1 + 1e-9)
+    assert r.steps >= 3 * 50
+
+
+def test_step_fn_for_dict_batches_and_multi_input_models() -> None:
+    class TwoInputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+
+        def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+            return self.a(left) + self.b(right)
+
+    x, y = _data()
+    dict_batches = [
+        {"left": x[i : i + 32, :4], "right": x[i : i + 32, 4:], "label": y[i : i + 32]}
+        for i in range(0, 512, 32)
+    ]
+    model = TwoInputs()
+    r = find_lr(
+        model,
+        torch.optim.Adam(model.parameters()),
+        None,
+        dict_batches,
+        step_fn=lambda m, b: F.cross_entropy(m(b["left"], b["right"]), b["label"]),
+    )
+    assert math.isfinite(r.suggestion)
+    tuple_batches = [((b["left"], b["right"]), b["label"]) for b in dict_batches]  # model(*inputs)
+    r2 = find_lr(model, torch.optim.Adam(model.parameters()), F.cross_entropy, tuple_batches)
+    assert math.isfinite(r2.suggestion)
+
+
+def test_gradient_accumulation_counts_optimizer_steps() -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = 0
+
+    def step_fn(m: torch.nn.Module, batch: Any) -> torch.Tensor:
+        nonlocal seen
+        seen += 1
+        return F.cross_entropy(m(batch[0]), batch[1])
+
+    r = find_lr(model, opt, None, _batches(), step_fn=step_fn, accumulation=4, steps=40, end_lr=1e-3)
+    assert len(r.lrs) == 40 and r.steps == 40 and seen == 160
+    assert r.lrs[-1] == pytest.approx(1e-3)
+
+
+def test_steps_skipped_by_grad_scaler_do_not_advance_the_sweep() -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4)
+    calls = 0
+
+    def step_fn(m: torch.nn.Module, batch: Any) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        loss = F.cross_entropy(m(batch[0]), batch[1])
+        return loss * float("inf") if calls % 10 == 3 else loss  # inf gradients: step skipped
+
+    r = find_lr(model, opt, None, _batches(), step_fn=step_fn, scaler=scaler, steps=40, end_lr=1e-3)
+    assert len(r.lrs) == 40 and calls == 45  # 5 of them skipped
+    assert r.lrs == sorted(set(r.lrs))  # no LR recorded twice, none skipped
+    with torch.no_grad():
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_amp_autocast_runs() -> None:
+    model = _model()
+    r = find_lr(model, torch.optim.Adam(model.parameters()), F.cross_entropy, _batches(), amp=True)
+    assert math.isfinite(r.suggestion)
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_nan_from_the_first_step_is_a_result_not_a_crash() -> None:
+    model = _model()
+    with pytest.warns(UserWarning, match="not finite from the first step"):
+        r = find_lr(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            None,
+            _batches(),
+            step_fn=lambda m, b: (m(b[0]) * float("nan")).sum(),
+        )
+    assert r.status == "nan-at-start" and math.isnan(r.suggestion)
+    assert math.isnan(json.loads(r.to_json())["suggestion"] or math.nan)
+    with pytest.raises(ValueError, match="no usable LR"):
+        r.schedule()
+
+
+def test_verify_picks_among_candidates_on_validation_loss() -> None:
+    x, y = _data(seed=1)
+    val = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before = _state(model, opt)
+    r = find_lr(
+        model, opt, F.cross_entropy, _batches(), verify=True, val_loader=val, verify_steps=30, candidates=4
+    )
+    v = r.verification
+    assert v is not None and v.on == "validation loss" and len(v.candidates) == 4
+    assert v.total_steps == 4 * 30
+    assert r.suggestion == v.chosen == v.candidates[int(np.argmin(v.scores))]
+    assert _same(_state(model, opt), before)
+
+
+@pytest.mark.parametrize(
+    ("curve", "expect"),
+    [
+        (lambda k: -1.0 - 0.01 * k if k < 60 else -1.6 + 0.3 * (k - 60), True),  # negative losses
+        (lambda k: 2.3 - 0.03 * k if k < 60 else 1.6, True),  # diverged loss that levels off
+        (lambda k: 2.3 - 0.02 * k if k < 50 else float("nan"), True),
+        (lambda k: 2.3 - 0.02 * k if k < 50 else float("inf"), True),
+        (lambda k: 2.3 - 0.01 * k + 0.02 * math.sin(k), False),  # steadily falling, noisy
+    ],
+)
+def test_divergence_monitor(curve: Any, expect: bool) -> None:
+    mon = DivergenceMonitor()
+    fired = any(mon.update(curve(k)) for k in range(100))
+    assert fired is expect
+
+
+def test_smoothing_has_no_lag() -> None:
+    x = np.linspace(-3, 3, 200)
+    y = x**2
+    assert int(np.argmin(smooth(y))) in (99, 100)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"start_lr": 1.0, "end_lr": 0.1}, "`start_lr` must be < `end_lr`"),
+        ({"start_lr": 0.0}, "`start_lr` must be a finite number > 0"),
+        ({"steps": 5}, "too few steps"),
+        ({"mode": "log"}, "`mode` must be 'exp' or 'linear'"),
+        ({"target": "cosine"}, "`target` must be one of constant, onecycle"),
+        ({"accumulation": 0}, "`accumulation` must be an integer >= 1"),
+        ({"seeds": 0}, "`seeds` must be an integer >= 1"),
+        ({"snapshot": "gpu"}, "`snapshot` must be 'cpu' or 'disk'"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, message: str) -> None:
+    model = _model()
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, _batches(), **kwargs)
+
+
+def test_bad_inputs_name_the_problem() -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="yielded no batches"):
+        find_lr(model, opt, F.cross_entropy, [])
+    with pytest.raises(ValueError, match="scalar tensor, got shape"):
+        find_lr(model, opt, lambda out, y: F.cross_entropy(out, y, reduction="none"), _batches())
+    frozen = _model()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        find_lr(frozen, torch.optim.SGD(frozen.parameters(), lr=0.1), F.cross_entropy, _batches())
+    other = _model(seed=1)
+    with pytest.raises(ValueError, match="none of the model's trainable parameters"):
+        find_lr(model, torch.optim.SGD(other.parameters(), lr=0.1), F.cross_entropy, _batches())
+    with pytest.raises(ValueError, match=r"must be \(inputs, target\)"):
+        find_lr(model, opt, F.cross_entropy, [torch.randn(4, 8)])
+    with pytest.raises(ValueError, match="give `loss_fn`"):
+        find_lr(model, opt, None, _batches())
+    assert _same(model.state_dict(), _model().state_dict())  # nothing changed by the failures
+
+
+def test_schedule_from_constant_result() -> None:
+    model = _model()
+    r = find_lr(model, torch.optim.Adam(model.parameters()), F.cross_entropy, _batches())
+    assert r.schedule("constant") == constant(r.suggestion)
