@@ -1,0 +1,125 @@
+"""``lrkit find``: the LR range test on a built-in task or a user's task."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from lrkit.cli._common import fail
+
+
+def find(
+    ref: Annotated[
+        str | None,
+        typer.Argument(help="A task: a built-in name, path/to/file.py:attr or module:attr."),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", "-t", help="Built-in task name (or a reference).")
+    ] = None,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="sgd, momentum or adam.")] = "momentum",
+    schedule: Annotated[
+        str, typer.Option("--schedule", help="What the LR is for: 'constant' or 'onecycle' (its peak).")
+    ] = "constant",
+    steps: Annotated[int, typer.Option("--steps", help="Sweep length in optimizer steps (>= 20).")] = 100,
+    start_lr: Annotated[float, typer.Option("--start-lr", help="First LR of the sweep.")] = 1e-7,
+    end_lr: Annotated[float, typer.Option("--end-lr", help="Last LR of the sweep.")] = 10.0,
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeat the sweep over this many seeds.")] = 1,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Train candidate LRs briefly and pick on validation loss.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the batch order.")] = 0,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for lr_find.png and lr_find.json.")
+    ] = Path("lrkit-find"),
+) -> None:
+    """Run the LR range test on a task: a table of every rule's suggestion, the curve as PNG, JSON."""
+    if ref is not None and task is not None:
+        fail("give the task either as an argument or with --task, not both")
+    name = ref if ref is not None else task
+    if name is None:
+        fail("give a task: `lrkit find --task mlp-digits` or `lrkit find path/to/file.py:task`")
+    import torch
+
+    from lrkit.finder import find_lr
+    from lrkit.tasks import TaskError, load, make_optimizer
+
+    torch.set_num_threads(1)
+    try:
+        the_task = load(name)
+        torch.manual_seed(seed)
+        model = the_task.model(seed)
+        opt = make_optimizer(optimizer, model.parameters(), 1e-3)
+    except (TaskError, ValueError) as e:
+        fail(str(e))
+    console = Console()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create {output}: {e}", code=1)
+    columns: list[Any] = [TextColumn("range test"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
+        job = bar.add_task("sweep", total=steps * seeds)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(job, completed=done, total=total)
+
+        try:
+            result = find_lr(
+                model,
+                opt,
+                the_task.loss,
+                the_task.loader(seed),
+                start_lr=start_lr,
+                end_lr=end_lr,
+                steps=steps,
+                target=schedule,
+                seeds=seeds,
+                seed=seed,
+                verify=verify,
+                val_loader=the_task.loader(seed, split="val") if verify else None,
+                on_step=advance,
+            )
+        except ValueError as e:
+            fail(str(e))
+    table = Table(title=f"LR range test: {the_task.name}, {optimizer}, for a {schedule} schedule")
+    table.add_column("rule")
+    table.add_column("suggested LR", justify="right")
+    for rule_name, value in result.suggestions.items():
+        table.add_row(rule_name, f"{value:.3g}" if math.isfinite(value) else "-")
+    console.print(table)
+    lo, hi = result.interval
+    console.print(
+        f"status: {result.status}; useful interval: {lo:.3g} .. {hi:.3g}; "
+        f"{result.steps} steps in {result.seconds:.1f} s"
+    )
+    if result.seeds:
+        console.print(
+            f"per seed: {', '.join(f'{v:.3g}' for v in result.seeds.values())} "
+            f"(spread {result.spread:.2f} decades)"
+        )
+    if result.verification is not None:
+        v = result.verification
+        scores = ", ".join(f"{c:.3g}: {s:.4g}" for c, s in zip(v.candidates, v.scores, strict=True))
+        console.print(f"verified on {v.on} ({v.steps} steps each, {v.seconds:.1f} s): {scores}")
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    console.print(
+        f"[bold]suggestion: {result.suggestion:.3g}[/bold]"
+        if math.isfinite(result.suggestion)
+        else "[bold red]no suggestion[/bold red]"
+    )
+    png, js = output / "lr_find.png", output / "lr_find.json"
+    try:
+        result.plot(png)
+        result.to_json(js)
+    except ImportError as e:
+        fail(str(e), code=1)
+    except OSError as e:
+        fail(f"cannot write to {output}: {e}", code=1)
+    console.print(f"wrote {png} and {js}")
