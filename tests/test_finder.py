@@ -363,3 +363,62 @@ def test_schedule_from_constant_result() -> None:
     model = _model()
     r = find_lr(model, torch.optim.Adam(model.parameters()), F.cross_entropy, _batches())
     assert r.schedule("constant") == constant(r.suggestion)
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=1e-3),
+        lambda p: torch.optim.AdamW(p, lr=1e-3),
+    ],
+)
+@pytest.mark.parametrize("target", ["constant", "onecycle"])
+def test_vectorized_verification_equals_one_after_the_other(make_opt: Any, target: str) -> None:
+    from lrkit.finder._api import _verify
+    from lrkit.finder._snapshot import Snapshot
+    from lrkit.finder._sweep import Batches, default_step
+
+    x, y = _data(seed=1)
+    val = [(x[i : i + 64].double(), y[i : i + 64]) for i in range(0, 256, 64)]
+    train = [(a.double(), b) for a, b in _batches()]
+    scores = {}
+    for vectorized in (True, False):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
+        opt = make_opt(model.parameters())
+        v = _verify(
+            model,
+            opt,
+            Snapshot(model, opt),
+            Batches(train),
+            default_step(F.cross_entropy),
+            0.01,
+            target=target,
+            steps=40,
+            candidates=4,
+            val_loader=val,
+            accumulation=1,
+            scaler=None,
+            amp=False,
+            seed=0,
+            loss_fn=F.cross_entropy if vectorized else None,
+        )
+        assert v.vectorized is vectorized
+        scores[vectorized] = v.scores
+    np.testing.assert_allclose(scores[True], scores[False], rtol=1e-6)
+
+
+def test_models_with_batchnorm_verify_one_after_the_other() -> None:
+    model = _model(bn=True)
+    r = find_lr(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        F.cross_entropy,
+        _batches(),
+        verify=True,
+        verify_steps=10,
+        candidates=3,
+    )
+    assert r.verification is not None and r.verification.vectorized is False
+    assert r.verification.on == "training loss"

@@ -19,12 +19,14 @@ from lrkit.finder._sweep import (
     Batches,
     DivergenceMonitor,
     LossFn,
+    Replay,
     StepFn,
     Trace,
     default_step,
     mean_loss,
     run_steps,
 )
+from lrkit.finder._vectorized import supported, verify_stacked
 from lrkit.schedules import Schedule, constant, exponential, linear, onecycle
 
 TARGETS = ("constant", "onecycle")
@@ -183,6 +185,7 @@ def find_lr(
     _check_inputs(model, optimizer, start_lr, end_lr, steps, mode, target, accumulation, seeds, diverge)
     if snapshot not in ("cpu", "disk"):
         raise ValueError(f"`snapshot` must be 'cpu' or 'disk', got snapshot={snapshot!r}")
+    plain_batches = step_fn is None
     if step_fn is None:
         if loss_fn is None:
             raise ValueError("give `loss_fn` (for (inputs, target) batches) or `step_fn`")
@@ -235,6 +238,7 @@ def find_lr(
                 scaler=scaler,
                 amp=amp,
                 seed=seed,
+                loss_fn=loss_fn if plain_batches else None,
             )
             result.suggestion = result.verification.chosen
     finally:
@@ -321,8 +325,13 @@ def _verify(
     scaler: Any,
     amp: bool | torch.dtype,
     seed: int,
+    loss_fn: LossFn | None = None,
 ) -> Verification:
-    """Train each candidate LR briefly from the snapshot and pick the one with the lowest score."""
+    """Train each candidate LR briefly from the snapshot and pick the one with the lowest score.
+
+    All candidates train at once (`verify_stacked`) when the model and optimizer allow it and the
+    batches are plain ``(inputs, target)`` without accumulation or AMP; else one after the other.
+    """
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
         raise ValueError(f"`candidates` must be an integer >= 2, got candidates={candidates!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
@@ -331,15 +340,30 @@ def _verify(
     lrs = [float(suggestion * 10.0**e) for e in np.linspace(-0.6, 0.6, candidates)]
     scores: list[float] = []
     total = 0
-    for lr in lrs:
+    shape = constant(1.0) if target == "constant" else onecycle(1.0, steps=steps, momentum_range=None)
+    stacked = (
+        loss_fn is not None
+        and accumulation == 1
+        and scaler is None
+        and amp is False
+        and supported(model, optimizer) is None
+    )
+    if stacked:
+        assert loss_fn is not None  # for the type checker: implied by `stacked`
         snap.restore()
         torch.manual_seed(seed)
-        sched = constant(lr) if target == "constant" else onecycle(lr, steps=steps, momentum_range=None)
+        scores, per = verify_stacked(model, optimizer, loss_fn, batches, lrs, shape, steps, val_loader)
+        total = per * len(lrs)
+    replay = Replay(batches)  # every candidate sees the same batches
+    for lr in [] if stacked else lrs:
+        snap.restore()
+        torch.manual_seed(seed)
+        replay.rewind()
         trace = run_steps(
             model,
             optimizer,
-            sched,
-            batches,
+            lr * shape,
+            replay,
             step_fn,
             steps=steps,
             accumulation=accumulation,
@@ -364,5 +388,5 @@ def _verify(
         steps=steps,
         total_steps=total,
         seconds=time.perf_counter() - t0,
-        vectorized=False,
+        vectorized=stacked,
     )

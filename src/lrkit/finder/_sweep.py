@@ -41,6 +41,46 @@ class Batches:
             raise ValueError(f"`{self.name}` yielded no batches; give it at least one batch") from None
 
 
+def _nbytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
+class Replay:
+    """The same batches for several runs: the first run draws from `batches` and keeps what it
+    drew (up to `limit` bytes); `rewind` starts the next run at the first kept batch. Past the
+    limit, later runs go on drawing fresh batches."""
+
+    def __init__(self, batches: Batches, limit: int = 256 * 2**20) -> None:
+        self.source, self.limit = batches, limit
+        self.kept: list[Any] = []
+        self.size = 0
+        self.full = False
+        self.pos = 0
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+    def next(self) -> Any:
+        if self.pos < len(self.kept):
+            self.pos += 1
+            return self.kept[self.pos - 1]
+        batch = self.source.next()
+        if not self.full:
+            self.size += _nbytes(batch)
+            if self.size <= self.limit:
+                self.kept.append(batch)
+                self.pos += 1
+            else:
+                self.full = True
+        return batch
+
+
 def _to(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.to(device, non_blocking=True)
@@ -156,7 +196,7 @@ def run_steps(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     schedule: Schedule,
-    batches: Batches,
+    batches: Batches | Replay,
     step_fn: StepFn,
     *,
     steps: int,

@@ -1,0 +1,347 @@
+"""Finder quality: how much validation metric each LR-finder rule loses against an oracle grid.
+
+For every built-in task x optimizer (SGD with momentum 0.9, Adam) x target schedule (constant,
+one-cycle):
+
+1. the oracle: a grid of 13 log-spaced LRs (1e-5 .. 10, half a decade apart) x 3 seeds, trained
+   for the task's default epochs; the oracle's value is the best mean validation metric;
+2. the finders, each run with 5 finder seeds (model init and batch order): lrkit (its default
+   suggestion, with and without verification, and its implementations of the classic rules),
+   torch-lr-finder's steepest-gradient suggestion, and fastai's valley / minimum / steep / slide;
+3. every suggestion is trained (same seed as the finder run) and scored.
+
+Reported per rule: mean and worst regret (accuracy points; relative validation MSE in % for the
+regression task), catastrophic picks (diverged, or a metric closer to a trivial predictor than to
+the oracle), the spread of the suggestion over finder seeds (decades of LR), and cost (optimizer
+steps of the sweep, and the finder's seconds as a fraction of one training run).
+
+Usage::
+
+    .venv/bin/python benchmarks/finder.py                 # everything (about 20 minutes on 2 cores)
+    .venv/bin/python benchmarks/finder.py --quick         # two tasks, 2 finder seeds: a smoke run
+    .venv/bin/python benchmarks/finder.py --out report.md
+
+Results are cached in ``benchmarks/out/finder-cache.json`` (delete it to start over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+CACHE = HERE / "out" / "finder-cache.json"
+
+OPTIMIZERS = ("momentum", "adam")
+TARGETS = ("constant", "onecycle")
+GRID = [float(10.0 ** (-5 + 0.5 * k)) for k in range(13)]  # 1e-5 .. 10
+ORACLE_SEEDS = (0, 1, 2)
+FINDER_SEEDS = (0, 1, 2, 3, 4)
+LRKIT_RULES = ("valley", "minimum/10", "slide", "steepest")
+ANCHOR_RULES = ("torch-lr-finder steepest", "fastai valley", "fastai minimum", "fastai steep", "fastai slide")
+
+
+def _setup() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+
+
+# -- jobs run in worker processes -------------------------------------------------------------
+
+
+def job_train(task_name: str, optimizer: str, target: str, lr: float, seed: int) -> dict[str, Any]:
+    from lrkit.tasks import get, train
+
+    _setup()
+    r = train(get(task_name), optimizer=optimizer, lr=lr, schedule=target, seed=seed)
+    return {"metric": r.val_metric, "diverged": r.diverged, "seconds": r.seconds, "steps": r.steps}
+
+
+def _finder_inputs(task_name: str, optimizer: str, seed: int) -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    from lrkit.tasks import get, make_optimizer
+
+    _setup()
+    task = get(task_name)
+    torch.manual_seed(seed)
+    model = task.model(seed)
+    return task, model, make_optimizer(optimizer, model.parameters(), 1e-3), task.loader(seed)
+
+
+def job_lrkit(task_name: str, optimizer: str, seed: int, verify_target: str | None) -> dict[str, Any]:
+    from lrkit.finder import find_lr
+
+    task, model, opt, loader = _finder_inputs(task_name, optimizer, seed)
+    kwargs: dict[str, Any] = {}
+    if verify_target is not None:
+        run_steps = task.epochs * len(loader)
+        kwargs = {
+            "verify": True,
+            "target": verify_target,
+            "val_loader": task.loader(seed, "val"),
+            "candidates": 5,
+            "verify_steps": max(5, run_steps // 5),
+        }
+    t0 = time.perf_counter()
+    r = find_lr(model, opt, task.loss, loader, seed=seed, **kwargs)
+    out = {
+        "suggestions": r.suggestions,
+        "suggestion": r.suggestion,
+        "steps": r.steps,
+        "seconds": time.perf_counter() - t0,
+        "lrs": r.lrs,
+        "losses": r.losses,
+        "status": r.status,
+    }
+    if r.verification is not None:
+        out["verify_steps"] = r.verification.total_steps
+        out["verify_seconds"] = r.verification.seconds
+    return out
+
+
+def job_anchor(task_name: str, optimizer: str, seed: int, which: str) -> dict[str, Any]:
+    import _anchors
+
+    task, model, opt, loader = _finder_inputs(task_name, optimizer, seed)
+    t0 = time.perf_counter()
+    if which == "torch-lr-finder":
+        r = _anchors.torch_lr_finder_suggest(model, opt, task.loss, loader, seed=seed)
+        out = {"torch-lr-finder steepest": r.get("steepest")}
+    else:
+        r = _anchors.fastai_suggest(model, optimizer, task.loss, loader, seed=seed)
+        out = {f"fastai {k}": r.get(k) for k in ("valley", "minimum", "steep", "slide")}
+    return {"suggestions": out, "steps": r.get("steps"), "seconds": time.perf_counter() - t0}
+
+
+JOBS: dict[str, Callable[..., dict[str, Any]]] = {
+    "train": job_train,
+    "lrkit": job_lrkit,
+    "anchor": job_anchor,
+}
+
+
+def _run(job: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    kind, *args = job
+    try:
+        return job, JOBS[kind](*args)
+    except Exception as e:  # a failing finder is a result too
+        return job, {"error": f"{type(e).__name__}: {e}"}
+
+
+# -- the driver -------------------------------------------------------------------------------
+
+
+def _key(job: tuple[Any, ...]) -> str:
+    return json.dumps(job)
+
+
+def run_all(jobs: list[tuple[Any, ...]], cache: dict[str, Any], workers: int) -> None:
+    todo = [j for j in dict.fromkeys(map(tuple, jobs)) if _key(j) not in cache]
+    if not todo:
+        return
+    print(f"running {len(todo)} jobs on {workers} processes", file=sys.stderr)
+    t0 = time.perf_counter()
+    ctx = mp.get_context("fork")
+    with ctx.Pool(workers) as pool:
+        for i, (job, res) in enumerate(pool.imap_unordered(_run, todo, chunksize=1), 1):
+            cache[_key(job)] = res
+            if i % 50 == 0 or i == len(todo):
+                print(f"  {i}/{len(todo)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+                _save(cache)
+
+
+def _save(cache: dict[str, Any]) -> None:
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = CACHE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache))
+    tmp.replace(CACHE)
+
+
+def _round_lr(lr: float) -> float:
+    return float(f"{lr:.4g}")
+
+
+def _suggestions(
+    cache: dict[str, Any], task: str, opt: str, target: str, seed: int, anchors: bool
+) -> dict[str, float | None]:
+    """Every rule's pick for one finder run (None when the rule found nothing)."""
+    out: dict[str, float | None] = {}
+    plain = cache[_key(("lrkit", task, opt, seed, None))]
+    if "error" not in plain:
+        out["lrkit"] = plain["suggestions"]["lrkit" if target == "constant" else "lrkit-peak"]
+        for r in LRKIT_RULES:
+            out[f"lrkit {r}"] = plain["suggestions"][r]
+    ver = cache[_key(("lrkit", task, opt, seed, target))]
+    out["lrkit + verify"] = None if "error" in ver else ver["suggestion"]
+    if anchors:
+        for which in ("torch-lr-finder", "fastai"):
+            res = cache.get(_key(("anchor", task, opt, seed, which)), {})
+            out.update(res.get("suggestions", {}))
+    return {k: (float(v) if v is not None and math.isfinite(v) and v > 0 else None) for k, v in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="two tasks, two finder seeds")
+    ap.add_argument("--no-anchors", action="store_true", help="skip torch-lr-finder and fastai")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--out", type=Path, help="also write the Markdown report here")
+    args = ap.parse_args()
+
+    from lrkit.tasks import get, names
+
+    tasks = names()[:2] if args.quick else names()
+    seeds = FINDER_SEEDS[:2] if args.quick else FINDER_SEEDS
+    anchors = not args.no_anchors
+    cache: dict[str, Any] = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+
+    # 1. oracle grid, finder runs
+    jobs: list[tuple[Any, ...]] = []
+    for t in tasks:
+        for o in OPTIMIZERS:
+            for tg in TARGETS:
+                jobs += [("train", t, o, tg, lr, s) for lr in GRID for s in ORACLE_SEEDS]
+            for s in seeds:
+                jobs.append(("lrkit", t, o, s, None))
+                jobs += [("lrkit", t, o, s, tg) for tg in TARGETS]
+                if anchors:
+                    jobs += [("anchor", t, o, s, "torch-lr-finder"), ("anchor", t, o, s, "fastai")]
+    run_all(jobs, cache, args.workers)
+
+    # 2. train every suggestion
+    jobs = []
+    for t in tasks:
+        for o in OPTIMIZERS:
+            for tg in TARGETS:
+                for s in seeds:
+                    for lr in _suggestions(cache, t, o, tg, s, anchors).values():
+                        if lr is not None:
+                            jobs.append(("train", t, o, tg, _round_lr(lr), s))
+    run_all(jobs, cache, args.workers)
+    _save(cache)
+    report = render(cache, tasks, seeds, anchors, get)
+    print(report)
+    if args.out:
+        args.out.write_text(report)
+
+
+def render(
+    cache: dict[str, Any], tasks: list[str], seeds: tuple[int, ...], anchors: bool, get: Callable[[str], Any]
+) -> str:
+    rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    per_config: list[str] = []
+    for t in tasks:
+        task = get(t)
+        higher = task.mode == "max"
+        yv = task.data().val[1]
+        trivial = float(np.bincount(yv.numpy()).max() / len(yv)) if higher else 1.0
+        for o in OPTIMIZERS:
+            for tg in TARGETS:
+                means = []
+                for lr in GRID:
+                    vals = [cache[_key(("train", t, o, tg, lr, s))]["metric"] for s in ORACLE_SEEDS]
+                    vals = [v if math.isfinite(v) else (0.0 if higher else math.inf) for v in vals]
+                    means.append(float(np.mean(vals)))
+                i_best = int(np.argmax(means) if higher else np.argmin(means))
+                oracle, oracle_lr = means[i_best], GRID[i_best]
+                per_config.append(f"| {t} | {o} | {tg} | {oracle_lr:.0e} | {oracle:.4g} |")
+                picks = {s: _suggestions(cache, t, o, tg, s, anchors) for s in seeds}
+                for rule in picks[seeds[0]]:
+                    r = rows[rule]
+                    lrs = [picks[s].get(rule) for s in seeds]
+                    good = [lr for lr in lrs if lr is not None]
+                    if len(good) > 1:
+                        r["spread"].append(math.log10(max(good) / min(good)))
+                    for s, lr in zip(seeds, lrs, strict=True):
+                        if lr is None:
+                            r["regret"].append(math.nan)
+                            r["catastrophic"].append(1.0)
+                            continue
+                        res = cache[_key(("train", t, o, tg, _round_lr(lr), s))]
+                        m = res["metric"]
+                        bad = res["diverged"] or not math.isfinite(m)
+                        if higher:
+                            regret = 100 * (oracle - (m if math.isfinite(m) else 0.0))
+                            bad = bad or m < (trivial + oracle) / 2
+                        else:
+                            regret = 100 * ((m if math.isfinite(m) else 10.0) - oracle) / oracle
+                            bad = bad or m > (trivial + oracle) / 2
+                        r["regret"].append(regret)
+                        r["catastrophic"].append(float(bad))
+                        r["log_error"].append(abs(math.log10(lr / oracle_lr)))
+                        cost = _cost(cache, rule, t, o, tg, s)
+                        if cost is not None:
+                            r["steps"].append(cost[0])
+                            r["fraction"].append(cost[1] / res["seconds"] if res["seconds"] else math.nan)
+    lines = [
+        "| rule | mean regret | worst regret | catastrophic | seed spread (decades, mean / max) "
+        "| distance to oracle LR (decades, mean) | cost (steps) | cost (x one run) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rule, r in rows.items():
+        reg = np.asarray(r["regret"])
+        finite = reg[np.isfinite(reg)]
+        sp = r["spread"]
+        lines.append(
+            f"| {rule} | {np.mean(finite):.2f} | {np.max(finite):.1f} | {int(sum(r['catastrophic']))}"
+            f"/{len(r['catastrophic'])} | {np.mean(sp) if sp else 0:.2f} / {np.max(sp) if sp else 0:.2f} "
+            f"| {np.mean(r['log_error']):.2f} | {np.mean(r['steps']) if r['steps'] else math.nan:.0f} "
+            f"| {np.nanmean(r['fraction']) if r['fraction'] else math.nan:.2f} |"
+        )
+    head = [
+        "## LR finder quality",
+        "",
+        "Command: `.venv/bin/python benchmarks/finder.py` — machine: "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, one thread per process.",
+        "",
+        f"{len(tasks)} tasks x {len(OPTIMIZERS)} optimizers x {len(TARGETS)} targets = "
+        f"{len(tasks) * len(OPTIMIZERS) * len(TARGETS)} configurations, {len(seeds)} finder seeds each. "
+        "Regret: accuracy points lost against the oracle grid's best mean validation metric (for "
+        "mlp-diabetes: % relative validation MSE). Catastrophic: the run diverged, or its metric is "
+        "closer to a trivial predictor than to the oracle.",
+        "",
+    ]
+    tail = [
+        "",
+        "Oracle (best mean over 3 seeds of the 13-point grid):",
+        "",
+        "| task | optimizer | target | best LR | metric |",
+        "|---|---|---|---:|---:|",
+        *per_config,
+    ]
+    return "\n".join(head + lines + tail) + "\n"
+
+
+def _cost(cache: dict[str, Any], rule: str, t: str, o: str, tg: str, s: int) -> tuple[float, float] | None:
+    """(optimizer steps, seconds) the finder behind `rule` spent."""
+    if rule == "lrkit + verify":
+        res = cache[_key(("lrkit", t, o, s, tg))]
+        return (res["steps"] + res.get("verify_steps", 0), res["seconds"])
+    if rule.startswith("lrkit"):
+        res = cache[_key(("lrkit", t, o, s, None))]
+        return (res["steps"], res["seconds"])
+    which = "torch-lr-finder" if rule.startswith("torch-lr-finder") else "fastai"
+    res = cache.get(_key(("anchor", t, o, s, which)))
+    if not res or "error" in res or res.get("steps") is None:
+        return None
+    return (res["steps"], res["seconds"])
+
+
+if __name__ == "__main__":
+    main()
