@@ -6,7 +6,9 @@ one-cycle):
 1. the oracle: a grid of 13 log-spaced LRs (1e-5 .. 10, half a decade apart) x 3 seeds, trained
    for the task's default epochs; the oracle's value is the best mean validation metric;
 2. the finders, each run with 5 finder seeds (model init and batch order): lrkit (its default
-   suggestion, with and without verification, and its implementations of the classic rules),
+   suggestion: the default call with validation data and the planned training length, which
+   verifies candidates on the validation split within one training run's budget; its reading of
+   the sweep alone; and its implementations of the classic rules),
    torch-lr-finder's steepest-gradient suggestion, and fastai's valley / minimum / steep / slide;
 3. every suggestion is trained (same seed as the finder run) and scored.
 
@@ -84,27 +86,39 @@ def _finder_inputs(task_name: str, optimizer: str, seed: int) -> tuple[Any, Any,
     return task, model, make_optimizer(optimizer, model.parameters(), 1e-3), task.loader(seed)
 
 
+def _one_run_seconds(task_name: str, optimizer: str, seed: int, lr: float) -> float:
+    """Seconds of one full training run in this process (the unit of the cost columns)."""
+    from lrkit.tasks import get, train
+
+    return train(get(task_name), optimizer=optimizer, lr=lr, seed=seed).seconds
+
+
+def _warm_up(task_name: str, optimizer: str) -> None:
+    """A few steps so that neither the finder nor the reference run pays first-call costs."""
+    from lrkit.tasks import get, train
+
+    train(get(task_name), optimizer=optimizer, lr=1e-3, epochs=1)
+
+
 def job_lrkit(task_name: str, optimizer: str, seed: int, verify_target: str | None) -> dict[str, Any]:
     from lrkit.finder import find_lr
 
+    _warm_up(task_name, optimizer)
     task, model, opt, loader = _finder_inputs(task_name, optimizer, seed)
     kwargs: dict[str, Any] = {}
     if verify_target is not None:
         run_steps = task.epochs * len(loader)
-        kwargs = {
-            "verify": True,
-            "target": verify_target,
-            "val_loader": task.loader(seed, "val"),
-            "candidates": 5,
-            "verify_steps": max(5, run_steps // 5),
-        }
+        kwargs = {"target": verify_target, "val_loader": task.loader(seed, "val"), "train_steps": run_steps}
     t0 = time.perf_counter()
     r = find_lr(model, opt, task.loss, loader, seed=seed, **kwargs)
+    seconds = time.perf_counter() - t0
+    lr = r.suggestion if math.isfinite(r.suggestion) else 1e-3
     out = {
         "suggestions": r.suggestions,
         "suggestion": r.suggestion,
         "steps": r.steps,
-        "seconds": time.perf_counter() - t0,
+        "seconds": seconds,
+        "run_seconds": _one_run_seconds(task_name, optimizer, seed, lr),
         "lrs": r.lrs,
         "losses": r.losses,
         "status": r.status,
@@ -118,6 +132,9 @@ def job_lrkit(task_name: str, optimizer: str, seed: int, verify_target: str | No
 def job_anchor(task_name: str, optimizer: str, seed: int, which: str) -> dict[str, Any]:
     import _anchors
 
+    _warm_up(task_name, optimizer)
+    if which == "fastai":
+        _anchors.fastai_rules([1e-3, 1e-2], [1.0, 0.5])  # import fastai before the clock starts
     task, model, opt, loader = _finder_inputs(task_name, optimizer, seed)
     t0 = time.perf_counter()
     if which == "torch-lr-finder":
@@ -126,7 +143,13 @@ def job_anchor(task_name: str, optimizer: str, seed: int, which: str) -> dict[st
     else:
         r = _anchors.fastai_suggest(model, optimizer, task.loss, loader, seed=seed)
         out = {f"fastai {k}": r.get(k) for k in ("valley", "minimum", "steep", "slide")}
-    return {"suggestions": out, "steps": r.get("steps"), "seconds": time.perf_counter() - t0}
+    seconds = time.perf_counter() - t0
+    return {
+        "suggestions": out,
+        "steps": r.get("steps"),
+        "seconds": seconds,
+        "run_seconds": _one_run_seconds(task_name, optimizer, seed, 1e-3),
+    }
 
 
 JOBS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -147,7 +170,13 @@ def _run(job: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
 # -- the driver -------------------------------------------------------------------------------
 
 
+#: Bump when lrkit's finder changes: its jobs then run again (training runs stay cached).
+FINDER_VERSION = 2
+
+
 def _key(job: tuple[Any, ...]) -> str:
+    if job[0] in ("lrkit", "anchor"):
+        job = (*job, FINDER_VERSION)
     return json.dumps(job)
 
 
@@ -183,12 +212,12 @@ def _suggestions(
     """Every rule's pick for one finder run (None when the rule found nothing)."""
     out: dict[str, float | None] = {}
     plain = cache[_key(("lrkit", task, opt, seed, None))]
+    ver = cache[_key(("lrkit", task, opt, seed, target))]
+    out["lrkit"] = None if "error" in ver else ver["suggestion"]
     if "error" not in plain:
-        out["lrkit"] = plain["suggestions"]["lrkit" if target == "constant" else "lrkit-peak"]
+        out["lrkit sweep only"] = plain["suggestions"]["lrkit" if target == "constant" else "lrkit-peak"]
         for r in LRKIT_RULES:
             out[f"lrkit {r}"] = plain["suggestions"][r]
-    ver = cache[_key(("lrkit", task, opt, seed, target))]
-    out["lrkit + verify"] = None if "error" in ver else ver["suggestion"]
     if anchors:
         for which in ("torch-lr-finder", "fastai"):
             res = cache.get(_key(("anchor", task, opt, seed, which)), {})
@@ -288,7 +317,7 @@ def render(
                         cost = _cost(cache, rule, t, o, tg, s)
                         if cost is not None:
                             r["steps"].append(cost[0])
-                            r["fraction"].append(cost[1] / res["seconds"] if res["seconds"] else math.nan)
+                            r["fraction"].append(cost[1])
     lines = [
         "| rule | mean regret | worst regret | catastrophic | seed spread (decades, mean / max) "
         "| distance to oracle LR (decades, mean) | cost (steps) | cost (x one run) |",
@@ -329,18 +358,21 @@ def render(
 
 
 def _cost(cache: dict[str, Any], rule: str, t: str, o: str, tg: str, s: int) -> tuple[float, float] | None:
-    """(optimizer steps, seconds) the finder behind `rule` spent."""
-    if rule == "lrkit + verify":
+    """(optimizer steps, seconds as a fraction of one training run) the finder behind `rule` spent."""
+    if rule == "lrkit":
         res = cache[_key(("lrkit", t, o, s, tg))]
-        return (res["steps"] + res.get("verify_steps", 0), res["seconds"])
-    if rule.startswith("lrkit"):
+        steps = res["steps"] + res.get("verify_steps", 0)
+    elif rule.startswith("lrkit"):
         res = cache[_key(("lrkit", t, o, s, None))]
-        return (res["steps"], res["seconds"])
-    which = "torch-lr-finder" if rule.startswith("torch-lr-finder") else "fastai"
-    res = cache.get(_key(("anchor", t, o, s, which)))
-    if not res or "error" in res or res.get("steps") is None:
-        return None
-    return (res["steps"], res["seconds"])
+        steps = res["steps"]
+    else:
+        which = "torch-lr-finder" if rule.startswith("torch-lr-finder") else "fastai"
+        res = cache.get(_key(("anchor", t, o, s, which)), {})
+        if not res or "error" in res or res.get("steps") is None:
+            return None
+        steps = res["steps"]
+    run = res.get("run_seconds")
+    return (steps, res["seconds"] / run if run else math.nan)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from lrkit.finder._vectorized import supported, verify_stacked
 from lrkit.schedules import Schedule, constant, exponential, linear, onecycle
 
 TARGETS = ("constant", "onecycle")
+#: Verification candidates span this many decades on either side of the curve's suggestion.
+SPAN = 1.0
 #: The rule behind `FinderResult.suggestion`, per target schedule.
 TARGET_RULE = {"constant": "lrkit", "onecycle": "lrkit-peak"}
 #: Rules compared for the "rules disagree" warning.
@@ -77,6 +79,18 @@ def _check_inputs(
         raise ValueError(f"`seeds` must be an integer >= 1, got seeds={seeds!r}")
     if not (0 < diverge <= 10):
         raise ValueError(f"`diverge` must be in (0, 10], got diverge={diverge!r}")
+
+
+def _verify_length(verify_steps: int | None, train_steps: int | None, candidates: int, steps: int) -> int:
+    if verify_steps is not None:
+        return verify_steps
+    if train_steps is not None:
+        if isinstance(train_steps, bool) or not isinstance(train_steps, int) or train_steps < 1:
+            raise ValueError(f"`train_steps` must be an integer >= 1, got train_steps={train_steps!r}")
+        if not isinstance(candidates, int) or candidates < 1:
+            raise ValueError(f"`candidates` must be an integer >= 2, got candidates={candidates!r}")
+        return max(5, train_steps // candidates)
+    return steps
 
 
 def _progress(
@@ -128,8 +142,9 @@ def find_lr(
     scheduler: Any = None,
     seeds: int = 1,
     seed: int = 0,
-    verify: bool = False,
+    verify: bool | None = None,
     val_loader: Iterable[Any] | None = None,
+    train_steps: int | None = None,
     verify_steps: int | None = None,
     candidates: int = 5,
     diverge: float = 0.5,
@@ -167,9 +182,15 @@ def find_lr(
         seeds: repeat the sweep this many times (each from the same initial state, with the
             torch RNG seeded ``seed``, ``seed + 1``, ...); the suggestion is their geometric
             median and `spread` their range in decades.
-        verify: also train `candidates` LRs around the suggestion for `verify_steps` steps each
-            from the same initial state and pick the best: on `val_loader`'s loss when given
-            (it sees overfitting and under-training), else on the final training loss.
+        verify: also train `candidates` LRs, spread over a decade on either side of the curve's
+            suggestion, from the same initial state and pick the best: on `val_loader`'s loss
+            when given (a training-loss curve sees neither overfitting nor the under-training
+            that is often best on small data), else on the final training loss. Default: verify
+            when `val_loader` is given.
+        train_steps: the length of the training you plan, in optimizer steps. Verification then
+            spends at most that much in all (each candidate trains ``train_steps // candidates``
+            steps, under a one-cycle compressed to that length for ``target="onecycle"``).
+        verify_steps: steps per candidate (overrides `train_steps`; default `steps`).
         diverge: fraction of the progress lost that counts as divergence.
 
     Returns:
@@ -221,6 +242,8 @@ def find_lr(
         result = _combine(traces, readings, per_seed, target, seeds)
         result.steps = sum(t.applied for t in traces)
         result.seconds = time.perf_counter() - t0
+        if verify is None:
+            verify = val_loader is not None
         if verify and math.isfinite(result.suggestion):
             snap.restore()
             result.verification = _verify(
@@ -231,7 +254,7 @@ def find_lr(
                 step_fn,
                 result.suggestion,
                 target=target,
-                steps=verify_steps or steps,
+                steps=_verify_length(verify_steps, train_steps, candidates, steps),
                 candidates=candidates,
                 val_loader=val_loader,
                 accumulation=accumulation,
@@ -337,7 +360,7 @@ def _verify(
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
         raise ValueError(f"`verify_steps` must be an integer >= 5, got verify_steps={steps!r}")
     t0 = time.perf_counter()
-    lrs = [float(suggestion * 10.0**e) for e in np.linspace(-0.6, 0.6, candidates)]
+    lrs = [float(suggestion * 10.0**e) for e in np.linspace(-SPAN, SPAN, candidates)]
     scores: list[float] = []
     total = 0
     shape = constant(1.0) if target == "constant" else onecycle(1.0, steps=steps, momentum_range=None)

@@ -140,35 +140,33 @@ def progress_interval(lrs: FloatArray, losses: FloatArray) -> tuple[float, float
     return (lo, float(x[i_min]))
 
 
-def lrkit_constant(lrs: FloatArray, losses: FloatArray) -> float:
-    """lrkit's suggestion for a constant LR trained from scratch.
-
-    The geometric mean of `minimum_div10` and `valley`, kept inside the useful interval: both
-    stay clear of the sweep's implicit warmup, and their geometric mean halves the error of
-    either one when they disagree.
-    """
-    a, b = minimum_div10(lrs, losses), valley(lrs, losses)
-    picks = [v for v in (a, b) if math.isfinite(v) and v > 0]
-    if not picks:
+def _geometric_mean(*values: float) -> float:
+    good = [v for v in values if math.isfinite(v) and v > 0]
+    if not good:
         return math.nan
-    value = math.exp(sum(math.log(v) for v in picks) / len(picks))
-    lo, hi = progress_interval(lrs, losses)
-    if math.isfinite(lo) and math.isfinite(hi):
-        value = min(max(value, lo / 10.0), hi / 3.0)
-    return value
+    return math.exp(sum(math.log(v) for v in good) / len(good))
+
+
+def lrkit_constant(lrs: FloatArray, losses: FloatArray) -> float:
+    """lrkit's reading of the curve for a constant LR trained from scratch.
+
+    The geometric mean of `steepest` and `minimum_div10`. The steepest point is where the sweep
+    makes the most progress, but the sweep has warmed the model up to get there, so a constant LR
+    from scratch is usually lower; a tenth of the minimum is a conservative bound below it. Halfway
+    between them (in log LR) errs by at most half the distance between two rules that each fail
+    on some problems. Without verification this is `FinderResult.suggestion`.
+    """
+    return _geometric_mean(steepest(lrs, losses), minimum_div10(lrs, losses))
 
 
 def lrkit_peak(lrs: FloatArray, losses: FloatArray) -> float:
-    """lrkit's suggestion for the peak of a warmup-then-anneal schedule (one-cycle).
+    """lrkit's reading of the curve for the peak of a warmup-then-anneal schedule (one-cycle).
 
-    A peak is reached after a warmup and is held only briefly, so it can be higher than a
-    constant LR: three times the constant suggestion, never above a third of the minimum.
+    The geometric mean of `steepest` and a fifth of the minimum: a peak is reached after a
+    warmup and held briefly, so it can sit closer to the minimum than a constant LR.
     """
-    base = lrkit_constant(lrs, losses)
-    if not math.isfinite(base):
-        return math.nan
-    hi = minimum(lrs, losses)
-    return min(3.0 * base, hi / 3.0) if math.isfinite(hi) else 3.0 * base
+    m = minimum(lrs, losses)
+    return _geometric_mean(steepest(lrs, losses), m / 5.0 if math.isfinite(m) else math.nan)
 
 
 RULES: Mapping[str, Rule] = {
