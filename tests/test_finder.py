@@ -422,3 +422,20 @@ def test_models_with_batchnorm_verify_one_after_the_other() -> None:
     )
     assert r.verification is not None and r.verification.vectorized is False
     assert r.verification.on == "training loss"
+
+
+def test_verification_is_on_by_default_with_validation_data_and_stays_within_budget() -> None:
+    x, y = _data(seed=1)
+    val = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
+    model = _model()
+    opt = torch.optim.Adam(model.parameters())
+    r = find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=200)
+    v = r.verification
+    assert v is not None and v.on == "validation loss" and v.vectorized
+    assert v.total_steps <= 200 and v.steps == 40
+    assert v.candidates[0] == pytest.approx(r.suggestions["lrkit"] / 10)
+    assert v.candidates[-1] == pytest.approx(r.suggestions["lrkit"] * 10)
+    off = find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, verify=False)
+    assert off.verification is None and off.suggestion == off.suggestions["lrkit"]
+    with pytest.raises(ValueError, match="`train_steps` must be an integer >= 1"):
+        find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=0)

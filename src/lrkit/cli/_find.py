@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +32,11 @@ def find(
     end_lr: Annotated[float, typer.Option("--end-lr", help="Last LR of the sweep.")] = 10.0,
     seeds: Annotated[int, typer.Option("--seeds", help="Repeat the sweep over this many seeds.")] = 1,
     verify: Annotated[
-        bool, typer.Option("--verify", help="Train candidate LRs briefly and pick on validation loss.")
+        bool,
+        typer.Option(
+            "--verify",
+            help="Train candidate LRs (one training run in all) and pick on validation loss.",
+        ),
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the batch order.")] = 0,
     output: Annotated[
@@ -70,21 +75,24 @@ def find(
             bar.update(job, completed=done, total=total)
 
         try:
-            result = find_lr(
-                model,
-                opt,
-                the_task.loss,
-                the_task.loader(seed),
-                start_lr=start_lr,
-                end_lr=end_lr,
-                steps=steps,
-                target=schedule,
-                seeds=seeds,
-                seed=seed,
-                verify=verify,
-                val_loader=the_task.loader(seed, split="val") if verify else None,
-                on_step=advance,
-            )
+            with warnings.catch_warnings():  # printed below with the results
+                warnings.simplefilter("ignore", UserWarning)
+                result = find_lr(
+                    model,
+                    opt,
+                    the_task.loss,
+                    the_task.loader(seed),
+                    start_lr=start_lr,
+                    end_lr=end_lr,
+                    steps=steps,
+                    target=schedule,
+                    seeds=seeds,
+                    seed=seed,
+                    verify=verify,
+                    val_loader=the_task.loader(seed, split="val") if verify else None,
+                    train_steps=the_task.epochs * the_task.steps_per_epoch() if verify else None,
+                    on_step=advance,
+                )
         except ValueError as e:
             fail(str(e))
     table = Table(title=f"LR range test: {the_task.name}, {optimizer}, for a {schedule} schedule")

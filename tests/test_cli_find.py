@@ -1,0 +1,87 @@
+"""`lrkit find` on a built-in task and on a user's task file."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from lrkit.cli import app
+from lrkit.finder import FinderResult
+
+runner = CliRunner()
+
+
+def test_find_on_a_built_in_task_writes_table_png_and_json(tmp_path: Path) -> None:
+    out = tmp_path / "find"
+    res = runner.invoke(app, ["find", "--task", "logreg-digits", "--optimizer", "adam", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    for rule in ("steepest", "valley", "minimum/10", "slide", "lrkit"):
+        assert rule in res.output
+    assert "suggestion:" in res.output
+    assert (out / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = FinderResult.from_dict(json.loads((out / "lr_find.json").read_text()))
+    assert 1e-5 < result.suggestion < 1.0
+    assert f"{result.suggestion:.3g}" in res.output
+
+
+def test_find_with_verify_and_onecycle(tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        ["find", "--task", "mlp-spirals", "--schedule", "onecycle", "--verify", "-o", str(tmp_path)],
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "lr_find.json").read_text())
+    assert data["target"] == "onecycle"
+    assert data["verification"]["on"] == "validation loss"
+    assert data["verification"]["total_steps"] <= 870  # one training run of mlp-spirals
+    assert "verified on validation loss" in res.output
+
+
+def test_find_on_a_user_task_file(tmp_path: Path) -> None:
+    task_file = tmp_path / "exp.py"
+    task_file.write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from lrkit.tasks import Task, TaskData
+
+            class Blobs(Task):
+                name = "blobs"
+                metric = "accuracy"
+                mode = "max"
+                epochs = 3
+                batch_size = 32
+
+                def data(self):
+                    g = torch.Generator().manual_seed(0)
+                    x = torch.randn(300, 2, generator=g)
+                    y = (x[:, 0] + x[:, 1] > 0).long()
+                    return TaskData(train=(x[:200], y[:200]), val=(x[200:250], y[200:250]),
+                                    test=(x[250:], y[250:]))
+
+                def model(self, seed):
+                    torch.manual_seed(seed)
+                    return torch.nn.Linear(2, 2)
+
+            task = Blobs()
+            """
+        )
+    )
+    res = runner.invoke(app, ["find", f"{task_file}:task", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "blobs" in res.output
+
+
+def test_find_errors_are_clean() -> None:
+    res = runner.invoke(app, ["find", "--task", "no-such-task"])
+    assert res.exit_code == 2 and "no-such-task" in res.output and "mlp-digits" in res.output
+    assert "Traceback" not in res.output
+    res = runner.invoke(app, ["find"])
+    assert res.exit_code == 2 and "give a task" in res.output
+    res = runner.invoke(app, ["find", "--task", "mlp-digits", "--optimizer", "sgdd"])
+    assert res.exit_code == 2 and "momentum" in res.output
+    res = runner.invoke(app, ["find", "--task", "mlp-digits", "--start-lr", "1", "--end-lr", "0.1"])
+    assert res.exit_code == 2 and "start_lr" in res.output
