@@ -239,11 +239,11 @@ def find_lr(
             picks, sm, status = _read(trace, target, smooth_width)
             readings.append((picks, sm, status))
             per_seed[seed + k] = picks[TARGET_RULE[target]]
-        result = _combine(traces, readings, per_seed, target, seeds)
-        result.steps = sum(t.applied for t in traces)
-        result.seconds = time.perf_counter() - t0
         if verify is None:
             verify = val_loader is not None
+        result = _combine(traces, readings, per_seed, target, seeds, bool(verify))
+        result.steps = sum(t.applied for t in traces)
+        result.seconds = time.perf_counter() - t0
         if verify and math.isfinite(result.suggestion):
             snap.restore()
             result.verification = _verify(
@@ -278,8 +278,10 @@ def _combine(
     per_seed: dict[int, float],
     target: str,
     seeds: int,
+    verifying: bool,
 ) -> FinderResult:
     """One result from one or several sweeps (the first sweep's curve is kept for plotting)."""
+    hint = "; verification decides among candidates" if verifying else "; consider verification (val_loader=)"
     picks, sm, status = readings[0]
     trace = traces[0]
     names = list(picks)
@@ -325,10 +327,10 @@ def _combine(
     if len(compared) >= 2 and math.log10(max(compared) / min(compared)) > 1.0:
         w.append(
             f"the rules disagree by {math.log10(max(compared) / min(compared)):.1f} decades "
-            f"({', '.join(f'{n}={combined[n]:.2g}' for n in COMPARED)}); consider verify=True"
+            f"({', '.join(f'{n}={combined[n]:.2g}' for n in COMPARED)}){hint}"
         )
     if spread > 0.3:
-        w.append(f"suggestions vary by {spread:.2f} decades across seeds; consider verify=True")
+        w.append(f"suggestions vary by {spread:.2f} decades across seeds{hint}")
     return result
 
 

@@ -25,6 +25,8 @@ from lrkit.schedules import Schedule
 
 def supported(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
     """None when the vectorized path applies, else the reason it does not."""
+    if any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
+        return "recurrent layers have no fast vmap rule on every device"
     if any(b.is_floating_point() or b.dtype != torch.long for b in model.buffers()):
         return "the model has buffers (e.g. BatchNorm statistics)"
     if type(optimizer) not in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW):
