@@ -126,6 +126,8 @@ def job_lrkit(task_name: str, optimizer: str, seed: int, verify_target: str | No
     if r.verification is not None:
         out["verify_steps"] = r.verification.total_steps
         out["verify_seconds"] = r.verification.seconds
+        out["candidates"] = r.verification.candidates
+        out["scores"] = r.verification.scores
     return out
 
 
@@ -171,7 +173,7 @@ def _run(job: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 
 #: Bump when lrkit's finder changes: its jobs then run again (training runs stay cached).
-FINDER_VERSION = 2
+FINDER_VERSION = 4
 
 
 def _key(job: tuple[Any, ...]) -> str:

@@ -292,7 +292,10 @@ def test_verify_picks_among_candidates_on_validation_loss() -> None:
     v = r.verification
     assert v is not None and v.on == "validation loss" and len(v.candidates) == 4
     assert v.total_steps == 4 * 30
-    assert r.suggestion == v.chosen == v.candidates[int(np.argmin(v.scores))]
+    top = min(v.scores)
+    tied = [c for c, sc in zip(v.candidates, v.scores, strict=True) if sc <= top + 0.01 * abs(top)]
+    assert r.suggestion == v.chosen == v.best == min(tied)  # no planned length: no correction
+    assert v.horizon_factor == 1.0
     assert _same(_state(model, opt), before)
 
 
@@ -439,3 +442,15 @@ def test_verification_is_on_by_default_with_validation_data_and_stays_within_bud
     assert off.verification is None and off.suggestion == off.suggestions["lrkit"]
     with pytest.raises(ValueError, match="`train_steps` must be an integer >= 1"):
         find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=0)
+
+
+def test_selection_prefers_the_smaller_of_tied_candidates_and_corrects_for_short_runs() -> None:
+    from lrkit.finder._api import _select
+
+    lrs = [1e-3, 1e-2, 1e-1, 1.0]
+    assert _select(lrs, [2.0, 1.005, 1.0, math.inf], 50, None) == (1e-2, 1.0)
+    assert _select(lrs, [2.0, 1.2, 1.0, 1.1], 50, None) == (1e-1, 1.0)
+    best, factor = _select(lrs, [2.0, 1.2, 1.0, 1.1], 50, 200)
+    assert best == 1e-1 and factor == pytest.approx(0.5)  # sqrt(50 / 200)
+    assert _select(lrs, [math.inf] * 4, 50, 200) == (None, 1.0)
+    assert _select([1.0, 2.0], [-1.0, -1.005], 10, None) == (1.0, 1.0)  # negative scores too

@@ -262,6 +262,7 @@ def find_lr(
                 amp=amp,
                 seed=seed,
                 loss_fn=loss_fn if plain_batches else None,
+                train_steps=train_steps,
             )
             result.suggestion = result.verification.chosen
     finally:
@@ -351,6 +352,7 @@ def _verify(
     amp: bool | torch.dtype,
     seed: int,
     loss_fn: LossFn | None = None,
+    train_steps: int | None = None,
 ) -> Verification:
     """Train each candidate LR briefly from the snapshot and pick the one with the lowest score.
 
@@ -403,8 +405,8 @@ def _verify(
         else:
             tail = trace.losses[-max(1, steps // 4) :]
             scores.append(float(np.mean(tail)))
-    finite = [s if math.isfinite(s) else math.inf for s in scores]
-    chosen = lrs[int(np.argmin(finite))] if any(math.isfinite(s) for s in finite) else suggestion
+    best, horizon = _select(lrs, scores, steps, train_steps)
+    chosen = suggestion if best is None else best * horizon
     return Verification(
         candidates=lrs,
         scores=scores,
@@ -414,4 +416,34 @@ def _verify(
         total_steps=total,
         seconds=time.perf_counter() - t0,
         vectorized=stacked,
+        best=math.nan if best is None else best,
+        horizon_factor=horizon,
     )
+
+
+#: Candidates whose score is within this fraction of the best count as tied with it.
+TIE = 0.01
+
+
+def _select(
+    lrs: list[float], scores: list[float], steps: int, train_steps: int | None
+) -> tuple[float | None, float]:
+    """The winning candidate, and the short-horizon correction to apply to it.
+
+    The winner is the smallest LR whose score is within `TIE` (relative) of the best score:
+    within noise, the smaller LR is the safer choice. The candidates trained only `steps` of the
+    planned `train_steps`, and a short run favours large LRs: while the model is under-trained
+    what counts is roughly ``lr * steps``, so the best LR of a run K times longer would be K
+    times smaller, while once training has converged the length no longer matters. The
+    correction is the geometric middle of those two regimes, ``sqrt(steps / train_steps)``
+    (1 when the planned length is unknown or no longer than the verification runs).
+    """
+    finite = [(lr, s) for lr, s in zip(lrs, scores, strict=True) if math.isfinite(s)]
+    if not finite:
+        return None, 1.0
+    top = min(s for _, s in finite)
+    best = min(lr for lr, s in finite if s <= top + TIE * abs(top))
+    horizon = 1.0
+    if train_steps is not None and train_steps > steps:
+        horizon = math.sqrt(steps / train_steps)
+    return best, horizon

@@ -25,11 +25,13 @@ class Verification:
     candidates: list[float]
     scores: list[float]  # lower is better: validation loss, or the final training loss
     on: str  # "validation loss" or "training loss"
-    chosen: float
+    chosen: float  # the suggestion: `best` times `horizon_factor`
     steps: int  # optimizer steps per candidate
     total_steps: int
     seconds: float
     vectorized: bool
+    best: float = math.nan  # the smallest candidate tied with the best score
+    horizon_factor: float = 1.0  # correction for runs shorter than the planned training
 
 
 @dataclass
