@@ -320,10 +320,12 @@ def render(
                         if cost is not None:
                             r["steps"].append(cost[0])
                             r["fraction"].append(cost[1])
+                            r["verify_fraction"].append(cost[2])
     lines = [
         "| rule | mean regret | worst regret | catastrophic | seed spread (decades, mean / max) "
-        "| distance to oracle LR (decades, mean) | cost (steps) | cost (x one run) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| distance to oracle LR (decades, mean) | cost (steps) | sweep (x one run) "
+        "| verification (x one run) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for rule, r in rows.items():
         reg = np.asarray(r["regret"])
@@ -333,7 +335,8 @@ def render(
             f"| {rule} | {np.mean(finite):.2f} | {np.max(finite):.1f} | {int(sum(r['catastrophic']))}"
             f"/{len(r['catastrophic'])} | {np.mean(sp) if sp else 0:.2f} / {np.max(sp) if sp else 0:.2f} "
             f"| {np.mean(r['log_error']):.2f} | {np.mean(r['steps']) if r['steps'] else math.nan:.0f} "
-            f"| {np.nanmean(r['fraction']) if r['fraction'] else math.nan:.2f} |"
+            f"| {np.nanmean(r['fraction']) if r['fraction'] else math.nan:.2f} "
+            f"| {_fmt_fraction(r['verify_fraction'])} |"
         )
     head = [
         "## LR finder quality",
@@ -359,11 +362,21 @@ def render(
     return "\n".join(head + lines + tail) + "\n"
 
 
-def _cost(cache: dict[str, Any], rule: str, t: str, o: str, tg: str, s: int) -> tuple[float, float] | None:
-    """(optimizer steps, seconds as a fraction of one training run) the finder behind `rule` spent."""
+def _fmt_fraction(values: list[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    return f"{np.mean(finite):.2f}" if finite else "-"
+
+
+def _cost(
+    cache: dict[str, Any], rule: str, t: str, o: str, tg: str, s: int
+) -> tuple[float, float, float] | None:
+    """(optimizer steps, sweep seconds and verification seconds as fractions of one training
+    run) that the finder behind `rule` spent."""
+    verify = math.nan
     if rule == "lrkit":
         res = cache[_key(("lrkit", t, o, s, tg))]
         steps = res["steps"] + res.get("verify_steps", 0)
+        verify = res.get("verify_seconds", 0.0)
     elif rule.startswith("lrkit"):
         res = cache[_key(("lrkit", t, o, s, None))]
         steps = res["steps"]
@@ -374,7 +387,10 @@ def _cost(cache: dict[str, Any], rule: str, t: str, o: str, tg: str, s: int) -> 
             return None
         steps = res["steps"]
     run = res.get("run_seconds")
-    return (steps, res["seconds"] / run if run else math.nan)
+    if not run:
+        return (steps, math.nan, math.nan)
+    sweep = res["seconds"] - (0.0 if math.isnan(verify) else verify)
+    return (steps, sweep / run, verify / run)
 
 
 if __name__ == "__main__":

@@ -152,6 +152,12 @@ def test_demo_writes_the_gallery(tmp_path: Path) -> None:
     plateau = next(e for e in entries if e["spec"].startswith("plateau"))
     assert plateau["metrics"] and plateau["config"]["reductions"]  # the LR was reduced
 
+    # then the LR range test on a built-in task, added to the same page
+    assert (out / "lr_find.png").read_bytes().startswith(PNG_SIGNATURE)
+    finder = json.loads((out / "lr_find.json").read_text(encoding="utf-8"))
+    assert finder["target"] == "onecycle" and finder["verification"]["on"] == "validation loss"
+    assert page.count("data:image/png;base64,") == 2 and "LR range test" in page
+
 
 def test_installed_script_without_torch() -> None:
     result = subprocess.run(

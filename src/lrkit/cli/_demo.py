@@ -241,7 +241,7 @@ def demo(
         Path, typer.Option("--output", "-o", help="Directory for gallery.png, index.html, gallery.json.")
     ] = DEFAULT_DIR,
 ) -> None:
-    """Draw the schedule gallery: every built-in kind of schedule, with a summary and configs."""
+    """The tour: the schedule gallery, then the LR range test on a built-in task."""
     entries = build_entries()
     try:
         paths = write_gallery(output, entries)
@@ -250,3 +250,53 @@ def demo(
     Console().print(summary_table(entries))
     for p in paths:
         typer.echo(f"wrote {p}")
+    paths = demo_finder(output)
+    for p in paths:
+        typer.echo(f"wrote {p}")
+
+
+def demo_finder(out_dir: Path, task_name: str = "mlp-digits") -> list[Path]:
+    """Run the range test on a built-in task for a one-cycle schedule, verified on validation
+    data, and add its picture and table to ``index.html``; nothing when torch is missing."""
+    try:
+        import torch
+
+        from lrkit.finder import find_lr
+        from lrkit.tasks import get, make_optimizer
+    except ImportError:
+        typer.echo("torch is not installed: skipping the LR finder (pip install 'lrkit[tasks]')")
+        return []
+    torch.set_num_threads(1)
+    task = get(task_name)
+    model = task.model(0)
+    opt = make_optimizer("momentum", model.parameters(), 0.1)
+    total = task.epochs * task.steps_per_epoch()
+    result = find_lr(
+        model,
+        opt,
+        task.loss,
+        task.loader(0),
+        target="onecycle",
+        val_loader=task.loader(0, "val"),
+        train_steps=total,
+    )
+    png, js = out_dir / "lr_find.png", out_dir / "lr_find.json"
+    result.plot(png)
+    result.to_json(js)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{_fmt(v)}</td></tr>" for name, v in result.suggestions.items()
+    )
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    section = (
+        f"<h2>LR range test: {task_name}, SGD with momentum, for a one-cycle schedule</h2>\n"
+        f"<p>Suggested peak LR: <b>{_fmt(result.suggestion)}</b> (verified on the validation "
+        f"split within one training run of {total} steps). Every rule's reading of the curve:</p>\n"
+        f"<table><tr><th>rule</th><th>LR</th></tr>{rows}</table>\n"
+        f'<img alt="LR range test" src="data:image/png;base64,{data}">\n'
+    )
+    page = out_dir / "index.html"
+    page.write_text(
+        page.read_text(encoding="utf-8").replace("</body>", section + "</body>"), encoding="utf-8"
+    )
+    Console().print(f"LR range test on {task_name}: suggested one-cycle peak {_fmt(result.suggestion)}")
+    return [png, js]
