@@ -173,7 +173,7 @@ def _run(job: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 
 #: Bump when lrkit's finder changes: its jobs then run again (training runs stay cached).
-FINDER_VERSION = 4
+FINDER_VERSION = 5
 
 
 def _key(job: tuple[Any, ...]) -> str:
@@ -314,6 +314,7 @@ def render(
                             regret = 100 * ((m if math.isfinite(m) else 10.0) - oracle) / oracle
                             bad = bad or m > (trivial + oracle) / 2
                         r["regret"].append(regret)
+                        r["regret_cls" if higher else "regret_reg"].append(regret)
                         r["catastrophic"].append(float(bad))
                         r["log_error"].append(abs(math.log10(lr / oracle_lr)))
                         cost = _cost(cache, rule, t, o, tg, s)
@@ -322,17 +323,19 @@ def render(
                             r["fraction"].append(cost[1])
                             r["verify_fraction"].append(cost[2])
     lines = [
-        "| rule | mean regret | worst regret | catastrophic | seed spread (decades, mean / max) "
+        "| rule | mean regret | worst regret | worst, classification (points) "
+        "| worst, regression (% rel. MSE) | catastrophic | seed spread (decades, mean / max) "
         "| distance to oracle LR (decades, mean) | cost (steps) | sweep (x one run) "
         "| verification (x one run) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for rule, r in rows.items():
         reg = np.asarray(r["regret"])
         finite = reg[np.isfinite(reg)]
         sp = r["spread"]
         lines.append(
-            f"| {rule} | {np.mean(finite):.2f} | {np.max(finite):.1f} | {int(sum(r['catastrophic']))}"
+            f"| {rule} | {np.mean(finite):.2f} | {np.max(finite):.1f} | {_worst(r['regret_cls'])} "
+            f"| {_worst(r['regret_reg'])} | {int(sum(r['catastrophic']))}"
             f"/{len(r['catastrophic'])} | {np.mean(sp) if sp else 0:.2f} / {np.max(sp) if sp else 0:.2f} "
             f"| {np.mean(r['log_error']):.2f} | {np.mean(r['steps']) if r['steps'] else math.nan:.0f} "
             f"| {np.nanmean(r['fraction']) if r['fraction'] else math.nan:.2f} "
@@ -360,6 +363,11 @@ def render(
         *per_config,
     ]
     return "\n".join(head + lines + tail) + "\n"
+
+
+def _worst(values: list[float]) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    return f"{max(finite):.1f}" if finite else "-"
 
 
 def _fmt_fraction(values: list[float]) -> str:

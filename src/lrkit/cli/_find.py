@@ -27,7 +27,7 @@ def find(
     schedule: Annotated[
         str, typer.Option("--schedule", help="What the LR is for: 'constant' or 'onecycle' (its peak).")
     ] = "constant",
-    steps: Annotated[int, typer.Option("--steps", help="Sweep length in optimizer steps (>= 20).")] = 100,
+    steps: Annotated[int, typer.Option("--steps", help="Sweep length in optimizer steps (>= 20).")] = 80,
     start_lr: Annotated[float, typer.Option("--start-lr", help="First LR of the sweep.")] = 1e-7,
     end_lr: Annotated[float, typer.Option("--end-lr", help="Last LR of the sweep.")] = 10.0,
     seeds: Annotated[int, typer.Option("--seeds", help="Repeat the sweep over this many seeds.")] = 1,

@@ -132,7 +132,7 @@ def find_lr(
     *,
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
-    steps: int = 100,
+    steps: int = 80,
     mode: str = "exp",
     target: str = "constant",
     step_fn: StepFn | None = None,
@@ -185,8 +185,10 @@ def find_lr(
         verify: also train `candidates` LRs, spread over a decade on either side of the curve's
             suggestion, from the same initial state and pick the best: on `val_loader`'s loss
             when given (a training-loss curve sees neither overfitting nor the under-training
-            that is often best on small data), else on the final training loss. Default: verify
-            when `val_loader` is given.
+            that is often best on small data), else on the final training loss. The winner is
+            the smallest candidate within 1% of the best score (within noise, the safer LR),
+            scaled by ``sqrt(verify steps / train_steps)`` because a short run favours large
+            LRs. Default: verify when `val_loader` is given.
         train_steps: the length of the training you plan, in optimizer steps. Verification then
             spends at most that much in all (each candidate trains ``train_steps // candidates``
             steps, under a one-cycle compressed to that length for ``target="onecycle"``).
