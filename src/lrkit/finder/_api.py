@@ -174,6 +174,8 @@ def find_lr(
         loss_fn: ``loss_fn(model(inputs), target)`` for ``(inputs, target)`` batches; may be None
             when `step_fn` is given.
         train_loader: any re-iterable of batches; it is restarted when exhausted.
+        scheduler: the LR scheduler attached to `optimizer`, if any, so that it is restored too
+            (an lrkit `ScheduleLR` counts the optimizer steps the sweep takes).
         step_fn: ``step_fn(model, batch) -> loss`` for any other batch (dicts, several inputs);
             lrkit calls ``backward`` and the optimizer.
         accumulation: micro-batches per optimizer step (gradient accumulation).
