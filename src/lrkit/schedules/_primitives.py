@@ -22,6 +22,20 @@ from lrkit.schedules._base import (
 )
 
 
+class _Finite:
+    """Schedules that run for `steps` and hold their final value past them."""
+
+    steps: float
+
+    @property
+    def duration(self) -> float | None:
+        return self.steps
+
+    def _progress(self, t: FloatArray) -> FloatArray:
+        """Fraction of the way through, clamped to [0, 1]."""
+        return np.minimum(t, self.steps) / self.steps
+
+
 @register
 @dataclass(frozen=True)
 class Constant(Schedule):
@@ -193,7 +207,7 @@ class InverseTime(Schedule):
 
 @register
 @dataclass(frozen=True)
-class Polynomial(Schedule):
+class Polynomial(_Finite, Schedule):
     """Polynomial decay: ``lr(t) = end + (lr - end) * (1 - min(t, steps) / steps) ** power``.
 
     With ``end=0`` the same sequence as ``torch.optim.lr_scheduler.PolynomialLR(total_iters=steps,
@@ -216,17 +230,13 @@ class Polynomial(Schedule):
         set_field(self, "end", real(self.name, "end", self.end, low=0.0))
 
     def _eval(self, t: FloatArray) -> FloatArray:
-        frac = 1.0 - np.minimum(t, self.steps) / self.steps
+        frac = 1.0 - self._progress(t)
         return self.end + (self.lr - self.end) * frac**self.power
-
-    @property
-    def duration(self) -> float | None:
-        return self.steps
 
 
 @register
 @dataclass(frozen=True)
-class Linear(Schedule):
+class Linear(_Finite, Schedule):
     """Linear interpolation: ``lr(t) = start + (end - start) * min(t, steps) / steps``.
 
     ``torch.optim.lr_scheduler.LinearLR(start_factor, end_factor, total_iters)`` is
@@ -248,16 +258,12 @@ class Linear(Schedule):
         set_field(self, "steps", length(self.name, "steps", self.steps))
 
     def _eval(self, t: FloatArray) -> FloatArray:
-        return self.start + (self.end - self.start) * (np.minimum(t, self.steps) / self.steps)
-
-    @property
-    def duration(self) -> float | None:
-        return self.steps
+        return self.start + (self.end - self.start) * self._progress(t)
 
 
 @register
 @dataclass(frozen=True)
-class Cosine(Schedule):
+class Cosine(_Finite, Schedule):
     """Cosine annealing: ``lr(t) = end + (lr - end) * c(t) ** exponent`` with
     ``c(t) = (1 + cos(pi * min(t, steps) / steps)) / 2``.
 
@@ -283,19 +289,15 @@ class Cosine(Schedule):
         set_field(self, "exponent", real(self.name, "exponent", self.exponent, low=0.0, low_open=True))
 
     def _eval(self, t: FloatArray) -> FloatArray:
-        c = 0.5 * (1.0 + np.cos(np.pi * (np.minimum(t, self.steps) / self.steps)))
+        c = 0.5 * (1.0 + np.cos(np.pi * self._progress(t)))
         if self.exponent != 1.0:
             c = c**self.exponent
         return self.end + (self.lr - self.end) * c
 
-    @property
-    def duration(self) -> float | None:
-        return self.steps
-
 
 @register
 @dataclass(frozen=True)
-class OneMinusSqrt(Schedule):
+class OneMinusSqrt(_Finite, Schedule):
     """The 1-sqrt cooldown: ``lr(t) = end + (lr - end) * (1 - sqrt(min(t, steps) / steps))``.
 
     The decay phase of warmup-stable-decay found best by Hägele et al., "Scaling Laws and
@@ -316,11 +318,7 @@ class OneMinusSqrt(Schedule):
         set_field(self, "end", real(self.name, "end", self.end, low=0.0))
 
     def _eval(self, t: FloatArray) -> FloatArray:
-        return self.end + (self.lr - self.end) * (1.0 - np.sqrt(np.minimum(t, self.steps) / self.steps))
-
-    @property
-    def duration(self) -> float | None:
-        return self.steps
+        return self.end + (self.lr - self.end) * (1.0 - np.sqrt(self._progress(t)))
 
 
 @dataclass(frozen=True)
