@@ -1,0 +1,183 @@
+"""A registry of torch's own optimizers under plain names, each with a documented default LR.
+
+The registry is an explicit dict (`REGISTRY`); `make` builds an optimizer by name, `names` lists
+them and `get` returns the `OptimizerSpec` that says what a name means and why its default LR is
+what it is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+__all__ = ["REGISTRY", "OptimizerSpec", "get", "make", "names"]
+
+Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+
+
+class _Builder:
+    """Calls ``cls(params, lr=lr, **kwargs, **overrides)``; a plain object, not a lambda."""
+
+    def __init__(self, cls: type[torch.optim.Optimizer], **kwargs: Any) -> None:
+        self.cls = cls
+        self.kwargs = MappingProxyType(dict(kwargs))
+
+    def __call__(self, params: Params, lr: float, **overrides: Any) -> torch.optim.Optimizer:
+        cls: Callable[..., torch.optim.Optimizer] = self.cls
+        return cls(params, lr=lr, **{**self.kwargs, **overrides})
+
+    def __repr__(self) -> str:
+        args = "".join(f", {k}={v!r}" for k, v in self.kwargs.items())
+        return f"{self.cls.__name__}(params, lr{args})"
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """What a registered optimizer name means.
+
+    Attributes:
+        name: the registry key.
+        default_lr: the LR `make` uses when none is given (finite, > 0).
+        reason: one line on where `default_lr` comes from.
+        build: ``build(params, lr, **overrides) -> torch.optim.Optimizer``.
+        kwargs: the settings the name fixes beyond torch's defaults (``momentum=0.9``...); any of
+            them can be overridden by `make`'s keyword arguments.
+
+    >>> spec = get("momentum")
+    >>> spec.default_lr, dict(spec.kwargs)
+    (0.001, {'momentum': 0.9})
+    """
+
+    name: str
+    default_lr: float
+    reason: str
+    build: Callable[..., torch.optim.Optimizer]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _spec(
+    name: str, default_lr: float, reason: str, cls: type[torch.optim.Optimizer], **kw: Any
+) -> OptimizerSpec:
+    return OptimizerSpec(name, default_lr, reason, _Builder(cls, **kw), MappingProxyType(dict(kw)))
+
+
+#: The registered optimizers by name.
+REGISTRY: dict[str, OptimizerSpec] = {
+    s.name: s
+    for s in (
+        _spec(
+            "sgd",
+            1e-2,
+            "a common starting point for plain SGD on small models; torch's own default, 1e-3, "
+            "usually under-trains without momentum",
+            torch.optim.SGD,
+        ),
+        _spec(
+            "momentum",
+            1e-3,
+            "heavy ball with momentum 0.9 settles at steps 1/(1-0.9) = 10x the LR, so 1e-3 moves "
+            "as far per step as plain SGD at 1e-2",
+            torch.optim.SGD,
+            momentum=0.9,
+        ),
+        _spec(
+            "nesterov",
+            1e-3,
+            "Nesterov momentum 0.9 has the same 10x steady-state step as heavy ball, so the same 1e-3",
+            torch.optim.SGD,
+            momentum=0.9,
+            nesterov=True,
+        ),
+        _spec(
+            "adagrad",
+            1e-2,
+            "torch's documented default; the accumulated squared gradients shrink the step, so it "
+            "starts higher than Adam",
+            torch.optim.Adagrad,
+        ),
+        _spec(
+            "rmsprop",
+            1e-3,
+            "Keras' and TensorFlow's default; torch's 1e-2 often oscillates, since the normalized "
+            "step is about the LR per coordinate",
+            torch.optim.RMSprop,
+        ),
+        _spec(
+            "adam",
+            1e-3,
+            "torch's documented default and the one Kingma & Ba (2015) recommend",
+            torch.optim.Adam,
+        ),
+        _spec(
+            "adamw",
+            1e-3,
+            "torch's documented default; decoupled weight decay 0.01 (torch's default) does not "
+            "change the LR scale (Loshchilov & Hutter, 2019)",
+            torch.optim.AdamW,
+            weight_decay=0.01,
+        ),
+    )
+}
+
+
+def names() -> list[str]:
+    """The registered optimizer names, in the registry's order.
+
+    >>> names()
+    ['sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw']
+    """
+    return list(REGISTRY)
+
+
+def get(name: str) -> OptimizerSpec:
+    """The `OptimizerSpec` registered as `name`.
+
+    Raises:
+        ValueError: unknown name; the message lists the valid ones.
+
+    >>> get("adam").default_lr
+    0.001
+    """
+    spec = REGISTRY.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(REGISTRY)}")
+    return spec
+
+
+def make(name: str, params: Params, lr: float | None = None, **overrides: Any) -> torch.optim.Optimizer:
+    """Build the optimizer `name` over `params`.
+
+    Args:
+        name: a registered name (`names`).
+        params: the parameters (or param-group dicts) to optimize.
+        lr: the learning rate, finite and > 0; None uses the name's `OptimizerSpec.default_lr`.
+        **overrides: keyword arguments of the torch optimizer, replacing the name's settings
+            (``make("momentum", params, momentum=0.95)``).
+
+    Raises:
+        ValueError: unknown name (listing the valid ones), a bad `lr`, or an override the
+            optimizer rejects.
+
+    >>> model = torch.nn.Linear(3, 1)
+    >>> opt = make("nesterov", model.parameters())
+    >>> type(opt).__name__, opt.defaults["lr"], opt.defaults["momentum"], opt.defaults["nesterov"]
+    ('SGD', 0.001, 0.9, True)
+    >>> make("adamw", model.parameters(), lr=3e-4).defaults["weight_decay"]
+    0.01
+    """
+    spec = get(name)
+    if lr is None:
+        lr = spec.default_lr
+    elif isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0.0 < lr < math.inf):
+        raise ValueError(f"make: `lr` must be a finite number > 0 (or None for the default), got lr={lr!r}")
+    try:
+        return spec.build(params, float(lr), **overrides)
+    except TypeError as e:
+        raise ValueError(
+            f"make: optimizer {name!r} ({spec.build!r}) rejects the arguments {sorted(overrides)}: {e}"
+        ) from None

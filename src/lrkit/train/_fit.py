@@ -1,0 +1,453 @@
+"""`fit`: train a `Task` with a named optimizer and an lrkit schedule, with validation every
+epoch, reduce-on-plateau, early stopping, checkpoints that resume bit for bit, and a progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lrkit.adapters.torch import ScheduleLR
+from lrkit.optim import make
+from lrkit.schedules import Schedule, constant, onecycle, parse
+from lrkit.tasks import BatchLoader, Task
+from lrkit.train._checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from lrkit.train._early import EarlyStopping
+from lrkit.train._history import History
+
+__all__ = ["fit"]
+
+#: Examples per forward pass when a whole split is evaluated.
+EVAL_CHUNK = 4096
+
+
+def _read(value: Any) -> float:
+    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _momentum_of(group: dict[str, Any]) -> float:
+    """A param group's momentum (``betas[0]`` for Adam-style optimizers); NaN when it has none."""
+    if "betas" in group:
+        return _read(group["betas"][0])
+    m = group.get("momentum")
+    if m is None:
+        return math.nan
+    m = _read(m)
+    return m if m != 0.0 else math.nan
+
+
+def _has_momentum(opt: torch.optim.Optimizer) -> bool:
+    return not math.isnan(_momentum_of(opt.param_groups[0]))
+
+
+def _build_schedule(schedule: str | Schedule, opt: torch.optim.Optimizer, lr: float, total: int) -> Schedule:
+    if isinstance(schedule, Schedule):
+        return schedule
+    if schedule == "constant":
+        return constant(lr)
+    if schedule == "onecycle":
+        if total < 2:
+            raise ValueError(f"fit: schedule='onecycle' needs at least 2 steps, the run has {total}")
+        momentum = (0.85, 0.95) if _has_momentum(opt) else None
+        return onecycle(lr, steps=total, momentum_range=momentum)
+    return parse(schedule)
+
+
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def _evaluate(task: Task, model: torch.nn.Module, split: str, device: torch.device) -> tuple[float, float]:
+    """(loss, metric) of `model` on a whole split, in eval mode without gradients.
+
+    Both are NaN when the outputs are not finite.
+    """
+    x, y = task.data().split(split)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            chunks = max(1, math.ceil(len(x) / EVAL_CHUNK))
+            out = torch.cat([model(xb.to(device)) for xb in torch.tensor_split(x, chunks)])
+            y = y.to(device)
+            if not bool(torch.isfinite(out).all()):
+                return math.nan, math.nan
+            return float(task.loss(out, y)), float(task.score(out, y))
+    finally:
+        model.train(was_training)
+
+
+class _Progress:
+    """A rich progress bar over all steps of the run (loss, LR, ETA), or nothing."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self._bar: Any = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self._id = self._bar.add_task("train", total=total, completed=done, loss="-", lr="-")
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def step(self, description: str, loss: float, lr: float) -> None:
+        if self._bar is not None:
+            self._bar.update(self._id, advance=1, description=description, loss=f"{loss:.4g}", lr=f"{lr:.3g}")
+
+
+def _check_args(
+    task: Any,
+    optimizer: Any,
+    schedule: Any,
+    epochs: Any,
+    lr: Any,
+    seed: Any,
+    model: Any,
+    early_stopping: Any,
+    checkpoint_dir: Any,
+    resume: Any,
+    amp: Any,
+    progress: Any,
+    on_epoch: Any,
+) -> None:
+    if not isinstance(task, Task):
+        raise TypeError(f"fit: `task` must be a lrkit Task, got {type(task).__name__}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(
+            f"fit: `epochs` must be an int >= 1 (or None for task.epochs), got epochs={epochs!r}"
+        )
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf):
+        raise ValueError(f"fit: `lr` must be a finite number > 0 or None, got lr={lr!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"fit: `seed` must be an int >= 0, got seed={seed!r}")
+    if model is not None and not isinstance(model, torch.nn.Module):
+        raise TypeError(f"fit: `model` must be a torch.nn.Module or None, got {type(model).__name__}")
+    if isinstance(optimizer, torch.optim.Optimizer):
+        if model is None:
+            raise ValueError(
+                "fit: a ready `optimizer` needs the `model` whose parameters it holds; pass model=, "
+                "or name a registered optimizer (lrkit.optim.names())"
+            )
+    elif not isinstance(optimizer, str):
+        raise TypeError(
+            f"fit: `optimizer` must be a registered name or a torch.optim.Optimizer, "
+            f"got {type(optimizer).__name__}"
+        )
+    if not isinstance(schedule, (str, Schedule)):
+        raise TypeError(f"fit: `schedule` must be a spec string or a Schedule, got {type(schedule).__name__}")
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise TypeError(
+            f"fit: `early_stopping` must be an EarlyStopping or None, got {type(early_stopping).__name__}"
+        )
+    if not isinstance(resume, bool):
+        raise ValueError(f"fit: `resume` must be True or False, got resume={resume!r}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("fit: resume=True needs `checkpoint_dir`, the folder holding last.pt")
+    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, Path)):
+        raise TypeError(f"fit: `checkpoint_dir` must be a path or None, got {type(checkpoint_dir).__name__}")
+    if not isinstance(amp, bool):
+        raise ValueError(f"fit: `amp` must be True or False, got amp={amp!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise ValueError(f"fit: `progress` must be True, False or None (auto), got progress={progress!r}")
+    if on_epoch is not None and not callable(on_epoch):
+        raise TypeError(f"fit: `on_epoch` must be callable or None, got {type(on_epoch).__name__}")
+
+
+def fit(
+    task: Task,
+    optimizer: str | torch.optim.Optimizer = "adam",
+    schedule: str | Schedule = "constant",
+    epochs: int | None = None,
+    *,
+    lr: float | None = None,
+    seed: int = 0,
+    model: torch.nn.Module | None = None,
+    early_stopping: EarlyStopping | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+    progress: bool | None = None,
+    on_epoch: Callable[[History], None] | None = None,
+) -> History:
+    """Train `task` and return its `History`.
+
+    Every epoch trains on the whole training split (batch order drawn from ``(seed, epoch)``),
+    then evaluates the loss and the task's metric on the whole validation split, in eval mode under
+    ``torch.no_grad()``. At the end the final weights (or the best ones, restored by early
+    stopping) are scored once on the test split.
+
+    Args:
+        task: the task (`lrkit.tasks.get` gives a built-in one).
+        optimizer: a registered name (`lrkit.optim.names`), built over the model with `lr`, or a
+            ready ``torch.optim.Optimizer`` (then `model` must be the module it optimizes).
+        schedule: ``"constant"``: ``constant(lr)``; ``"onecycle"``: ``onecycle(lr, steps=<all
+            steps>)`` with its momentum cycle (SGD's momentum or Adam's beta1) where the optimizer
+            has momentum, ``momentum_range=none`` where it has none; or any lrkit `Schedule` or
+            spec string, used as it is (`lr` then only builds the optimizer). A schedule with a
+            `plateau` node is told the validation loss after every epoch.
+        epochs: epochs of the whole run, >= 1 (default: ``task.epochs``).
+        lr: the learning rate, finite and > 0; None: the registry's default for a named optimizer,
+            the optimizer's own LR for a ready one.
+        seed: seeds the model's initial weights, the batch order and ``torch.manual_seed``.
+        model: train this module (modified in place) instead of a fresh ``task.model(seed)``.
+        early_stopping: stop after `EarlyStopping.patience` epochs without improvement of its
+            monitored value, and (``restore_best``) end with the best epoch's weights.
+        checkpoint_dir: a folder for ``last.pt`` (after every epoch) and ``best.pt`` (after every
+            epoch that improves the monitored value: early stopping's if given, else the task's
+            metric). Both are written atomically and never from a diverged state.
+        resume: continue from ``checkpoint_dir/last.pt`` when it exists (start afresh when it
+            does not): finished epochs are skipped, and the model, optimizer, schedule, early
+            stopping, history and RNG states are restored, so on the CPU the run reproduces the
+            uninterrupted one bit for bit. The run must have the same task, optimizer, schedule
+            and seed.
+        device: where the model and batches go (``"cpu"``, ``"cuda"``, ...).
+        amp: mixed precision: autocast to bfloat16 on the CPU, to float16 with a `GradScaler` on
+            CUDA (a step the scaler skips does not advance the schedule).
+        progress: show a progress bar (loss, LR, ETA) on stderr; None: only on a terminal.
+        on_epoch: called with the history after every epoch (and its checkpoint); an exception
+            it raises stops the run and propagates.
+
+    A non-finite training loss (or validation loss) stops the run with ``status="diverged"``
+    instead of raising.
+
+    Raises:
+        ValueError: a bad argument (named in the message), an unknown optimizer or schedule, or a
+            checkpoint that does not belong to this run.
+        CheckpointError: ``last.pt`` is unreadable or not an lrkit checkpoint.
+
+    >>> from lrkit.tasks import get
+    >>> h = fit(get("logreg-digits"), "momentum", "onecycle", epochs=2, lr=0.05)
+    >>> h.status, len(h.epochs), h.steps, h.final_metric > 0.8
+    ('completed', 2, 68, True)
+    """
+    if epochs is None:
+        epochs = task.epochs if isinstance(task, Task) else 0
+    _check_args(
+        task, optimizer, schedule, epochs, lr, seed, model, early_stopping, checkpoint_dir, resume, amp,
+        progress, on_epoch,
+    )  # fmt: skip
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"fit: `device` must name a torch device, got device={device!r} ({e})") from None
+    if amp and dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"fit: amp=True supports the 'cpu' and 'cuda' devices, got device={device!r}")
+    start = time.perf_counter()
+
+    torch.manual_seed(seed)
+    net = task.model(seed) if model is None else model
+    net.to(dev)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        opt, opt_name = optimizer, type(optimizer).__name__
+    else:
+        opt, opt_name = make(optimizer, net.parameters(), lr), optimizer
+    base_lr = float(lr) if lr is not None else _read(opt.defaults["lr"])
+    loader = task.loader(seed, "train")
+    per_epoch = len(loader)
+    sched = _build_schedule(schedule, opt, base_lr, epochs * per_epoch)
+    scheduler = ScheduleLR(opt, sched)
+    scaler = torch.amp.GradScaler("cuda") if amp and dev.type == "cuda" else None
+    amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
+
+    def autocast() -> contextlib.AbstractContextManager[Any]:
+        return torch.autocast(dev.type, dtype=amp_dtype) if amp else contextlib.nullcontext()
+
+    history = History(
+        task=task.name or type(task).__name__,
+        optimizer=opt_name,
+        schedule=str(sched),
+        seed=seed,
+        metric=task.metric,
+        mode=task.mode,
+    )
+    es = early_stopping
+    if es is not None:
+        es.reset()
+        es.resolve(task.mode)
+    best_state: dict[str, torch.Tensor] | None = None
+    folder = None if checkpoint_dir is None else Path(checkpoint_dir)
+    first_epoch = 0
+    earlier_seconds = 0.0
+
+    try:
+        if resume and folder is not None and (folder / "last.pt").exists():
+            ck = _resume(folder / "last.pt", history, net, opt, scheduler, es, scaler, epochs)
+            history = History.from_dict(ck["history"])
+            best_state = ck.get("best_model")
+            first_epoch = int(ck["epoch"])
+            earlier_seconds = history.seconds
+            set_rng_state(ck["rng"])
+
+        net.train()
+        group = opt.param_groups[0]
+        with _Progress(
+            sys.stderr.isatty() if progress is None else progress, epochs * per_epoch, first_epoch * per_epoch
+        ) as bar:
+            for index in range(first_epoch, epochs):
+                if history.status != "completed":  # a resumed run that had already stopped
+                    break
+                epoch = index + 1
+                t0 = time.perf_counter()
+                if isinstance(loader, BatchLoader):
+                    loader.epoch = index  # the permutation depends on (seed, epoch) only
+                losses: list[float] = []
+                for x, y in loader:
+                    x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                    history.lrs.append(_read(group["lr"]))
+                    history.momenta.append(_momentum_of(group))
+                    with autocast():
+                        loss = task.loss(net(x), y)
+                    value = float(loss.detach().float().item())
+                    history.losses.append(value)
+                    if not math.isfinite(value):
+                        history.status = "diverged"
+                        break
+                    losses.append(value)
+                    opt.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.step(opt)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        opt.step()
+                    scheduler.step()
+                    bar.step(f"epoch {epoch}/{epochs}", value, history.lrs[-1])
+                if history.status == "diverged":
+                    break
+                val_loss, val_metric = _evaluate(task, net, "val", dev)
+                history.add_epoch(
+                    train_loss=sum(losses) / len(losses),
+                    val_loss=val_loss,
+                    val_metric=val_metric,
+                    lr=history.lrs[-1],
+                    seconds=time.perf_counter() - t0,
+                )
+                history.seconds = earlier_seconds + time.perf_counter() - start
+                if not math.isfinite(val_loss):
+                    history.status = "diverged"
+                    break
+                if scheduler.schedule.has_plateau:
+                    scheduler.report(val_loss)
+                if es is not None:
+                    improved = es.update(epoch, val_loss if es.monitor == "val_loss" else val_metric)
+                    if improved and es.restore_best:
+                        best_state = _cpu_copy(net.state_dict())
+                    if es.should_stop:
+                        history.status = "early-stopped"
+                else:
+                    improved = history.best_epoch == epoch
+                if folder is not None:
+                    payload = {
+                        "epoch": epoch,
+                        "step": scheduler.last_epoch,
+                        "model": net.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "history": history.to_dict(),
+                        "early_stopping": None if es is None else es.state_dict(),
+                        "best_model": best_state if es is not None and es.restore_best else None,
+                        "scaler": None if scaler is None else scaler.state_dict(),
+                        "rng": rng_state(),
+                    }
+                    save_checkpoint(folder / "last.pt", payload)
+                    if improved:
+                        save_checkpoint(folder / "best.pt", payload)
+                if on_epoch is not None:
+                    on_epoch(history)
+    finally:
+        scheduler.close()
+
+    if es is not None and es.restore_best and best_state is not None:
+        net.load_state_dict(best_state)
+        history.restored_epoch = es.best_epoch
+        _, history.final_metric = _evaluate(task, net, "val", dev)
+        _, history.test_metric = _evaluate(task, net, "test", dev)
+    elif history.status == "diverged" or not history.epochs:
+        history.final_metric = history.test_metric = math.nan
+    else:
+        history.final_metric = history.epochs[-1]["val_metric"]
+        _, history.test_metric = _evaluate(task, net, "test", dev)
+    net.train()
+    history.seconds = earlier_seconds + time.perf_counter() - start
+    return history
+
+
+def _resume(
+    path: Path,
+    fresh: History,
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    scheduler: ScheduleLR,
+    es: EarlyStopping | None,
+    scaler: torch.amp.GradScaler | None,
+    epochs: int,
+) -> dict[str, Any]:
+    """Load `path` into the run's objects after checking that it belongs to this run."""
+    ck = load_checkpoint(path)
+    saved = ck["history"]
+    for key in ("task", "optimizer", "seed"):
+        if saved.get(key) != getattr(fresh, key):
+            raise CheckpointError(
+                f"{path}: the checkpoint was written by a run with {key}={saved.get(key)!r}, "
+                f"this run has {key}={getattr(fresh, key)!r}"
+            )
+    if ck["epoch"] > epochs:
+        raise ValueError(
+            f"fit: the checkpoint {path} has {ck['epoch']} epochs done, more than epochs={epochs}"
+        )
+    if (es is None) != (ck.get("early_stopping") is None):
+        raise CheckpointError(
+            f"{path}: the checkpoint was written "
+            f"{'with' if es is None else 'without'} early stopping; resume with the same setting"
+        )
+    try:
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        if es is not None:
+            es.load_state_dict(ck["early_stopping"])
+        if scaler is not None and ck.get("scaler") is not None:
+            scaler.load_state_dict(ck["scaler"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: cannot resume this run from it: {e}") from None
+    return ck
