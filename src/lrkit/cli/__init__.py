@@ -5,6 +5,10 @@
 - ``lrkit schedule lint SPEC --steps N``: likely mistakes; exit status 1 when there are any.
 - ``lrkit demo [-o DIR]``: the schedule gallery (PNG, HTML page, configs as JSON).
 - ``lrkit find --task NAME`` / ``lrkit find path/to/file.py:task``: the LR range test.
+- ``lrkit train --task NAME --optimizer NAME --schedule SPEC``: one run; its table, history, curves.
+- ``lrkit compare --task NAME --schedules SPEC ... --optimizers NAME ... --seeds K``: every
+  combination, trained in parallel; curves, a table, all histories and an HTML page.
+- ``lrkit explain --task NAME``: the suggested LR against ten times smaller and larger, explained.
 
 A malformed spec or option ends a command with exit status 2 and a message, never a traceback.
 """
@@ -13,9 +17,12 @@ from __future__ import annotations
 
 import typer
 
+from lrkit.cli._compare import ListOptionsCommand, compare
 from lrkit.cli._demo import demo
+from lrkit.cli._explain import explain
 from lrkit.cli._find import find
 from lrkit.cli._schedule import schedule_app
+from lrkit.cli._train import train
 
 __all__ = ["app", "main"]
 
@@ -29,6 +36,9 @@ app = typer.Typer(
 app.add_typer(schedule_app, name="schedule")
 app.command("demo")(demo)
 app.command("find")(find)
+app.command("train")(train)
+app.command("compare", cls=ListOptionsCommand)(compare)
+app.command("explain")(explain)
 
 
 def main() -> None:

@@ -19,12 +19,22 @@ from lrkit.train._checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from lrkit.train._compare import KEYWORD_SCHEDULES, compare
 from lrkit.train._early import MONITORS, EarlyStopping
+from lrkit.train._explain import explain, interpret
 from lrkit.train._fit import fit
 from lrkit.train._history import HISTORY_FORMAT, STATUSES, History
+from lrkit.train._runs import CompareResult, Run, format_metric
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "KEYWORD_SCHEDULES",
+    "CompareResult",
+    "Run",
+    "compare",
+    "explain",
+    "format_metric",
+    "interpret",
     "HISTORY_FORMAT",
     "MONITORS",
     "STATUSES",

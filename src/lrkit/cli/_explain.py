@@ -1,0 +1,46 @@
+"""``lrkit explain``: the suggested LR against ten times smaller and ten times larger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from lrkit.cli._common import fail
+from lrkit.cli._compare import run_progress, runs_table, write_outputs
+
+
+def explain(
+    task: Annotated[
+        str, typer.Option("--task", "-t", help="A built-in task name, path/to/file.py:attr or module:attr.")
+    ],
+    optimizer: Annotated[str, typer.Option("--optimizer", help="An optimizer name.")] = "adam",
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Epochs per run (default: the task's).", min=1)
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the batch order.", min=0)] = 0,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes (default: one per core).", min=1)
+    ] = None,
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Folder for curves.png, table.md, histories.json, index.html."),
+    ] = Path("lrkit-explain"),
+) -> None:
+    """Train at the range test's LR, a tenth of it and ten times it; say what each run shows."""
+    from lrkit.train import explain as run_explain
+
+    console = Console()
+    try:
+        with run_progress(console, "range test, then 3 runs") as advance:
+            result = run_explain(task, optimizer, epochs=epochs, seed=seed, workers=workers, on_run=advance)
+    except ValueError as e:
+        fail(str(e))
+    title = f"lrkit explain: {result.task}, {optimizer}"
+    console.print(runs_table(result, title, notes=False))
+    for r in result.runs:
+        console.print(f"lr={r.lr:.3g}: {r.note}", highlight=False, soft_wrap=True)
+    paths = write_outputs(result, output, title)
+    console.print("wrote " + ", ".join(map(str, paths)))

@@ -1,0 +1,110 @@
+"""``lrkit train``: one training run of a task, its per-epoch table, history and curves."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lrkit.cli._common import fail
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}" if math.isfinite(x) else "-"
+
+
+def train(
+    task: Annotated[
+        str, typer.Option("--task", "-t", help="A built-in task name, path/to/file.py:attr or module:attr.")
+    ],
+    optimizer: Annotated[str, typer.Option("--optimizer", help="An optimizer name.")] = "adam",
+    schedule: Annotated[
+        str,
+        typer.Option(
+            "--schedule",
+            help="'constant' or 'onecycle' (built from the LR and the run's length) or any spec, "
+            "e.g. 'warmup(50) >> cosine(0.01, steps=300)'.",
+        ),
+    ] = "constant",
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Epochs (default: the task's).", min=1)
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="The LR (default: the optimizer's default LR).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the batch order.", min=0)] = 0,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for history.json and curves.png.")
+    ] = Path("lrkit-train"),
+) -> None:
+    """Train a task once: a table per epoch, the history as JSON and the curves as PNG."""
+    import torch
+
+    from lrkit import optim
+    from lrkit.tasks import TaskError, load
+    from lrkit.train import KEYWORD_SCHEDULES, CompareResult
+    from lrkit.train._fit import fit
+
+    try:
+        the_task = load(task)
+    except TaskError as e:
+        fail(str(e))
+    if optimizer not in optim.names():
+        fail(f"unknown optimizer {optimizer!r}; valid names: {', '.join(optim.names())}")
+    if schedule.strip() not in KEYWORD_SCHEDULES:
+        from lrkit.schedules import ScheduleError, parse
+
+        try:
+            parse(schedule)
+        except ScheduleError as e:
+            fail(str(e))
+    if lr is not None and not (0.0 < lr < math.inf):
+        fail(f"--lr must be a finite number > 0, got {lr}")
+    torch.set_num_threads(1)
+    try:
+        history = fit(the_task, optimizer, schedule.strip(), epochs, lr=lr, seed=seed)
+    except ValueError as e:
+        fail(str(e))
+
+    console = Console()
+    table = Table(title=f"lrkit train: {the_task.name}, {optimizer}, {schedule}")
+    for name in ("epoch", "train loss", "val loss", f"val {the_task.metric}", "lr", "seconds"):
+        table.add_column(name, justify="right")
+    for row in history.epochs:
+        table.add_row(
+            str(int(row["epoch"])),
+            _fmt(row["train_loss"]),
+            _fmt(row["val_loss"]),
+            _fmt(row["val_metric"]),
+            f"{row['lr']:.3g}",
+            f"{row['seconds']:.2f}",
+        )
+    console.print(table)
+    console.print(
+        f"status: {history.status}; best val {the_task.metric} {_fmt(history.best_metric)} "
+        f"(epoch {history.best_epoch}); final {_fmt(history.final_metric)}; "
+        f"test {_fmt(history.test_metric)}; {history.steps} steps in {history.seconds:.1f} s",
+        highlight=False,
+    )
+    from lrkit.plot import plot_training
+
+    result = CompareResult.from_histories(the_task, [history], epochs=len(history.epochs))
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        js = output / "history.json"
+        js.write_text(json.dumps(history.to_dict(), indent=1), encoding="utf-8")
+        buf = io.BytesIO()
+        plot_training(result).savefig(buf, format="png", dpi=110)
+        png = output / "curves.png"
+        png.write_bytes(buf.getvalue())
+    except ImportError as e:
+        fail(str(e), code=1)
+    except OSError as e:
+        fail(f"cannot write to {output}: {e}", code=1)
+    console.print(f"wrote {js} and {png}")

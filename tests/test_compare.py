@@ -1,0 +1,178 @@
+"""`compare`, `explain`, their plots and report, and the ``train`` / ``compare`` / ``explain`` commands."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lrkit.cli import app
+from lrkit.cli._compare import spread_values
+from lrkit.plot import plot_training
+from lrkit.report import write_report
+from lrkit.train import CompareResult, History, compare, explain
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TASK = "logreg-digits"
+
+runner = CliRunner()
+
+
+def _table_rows(text: str) -> list[str]:
+    """The body rows of the Markdown table in `text` (header and rule left out)."""
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    return rows[2:]
+
+
+def test_compare_writes_every_file(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    args = ["compare", "--task", TASK, "--schedules", "constant", "onecycle", "cosine(0.01, steps=68)"]
+    args += ["--optimizers", "adam", "momentum", "--lrs", "1e-3", "1e-2", "--seeds", "2", "--epochs", "2"]
+    res = runner.invoke(app, [*args, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    # 2 keyword schedules x 2 optimizers x 2 LRs, and the explicit spec once per optimizer
+    assert (out / "curves.png").read_bytes()[:8] == PNG
+    rows = _table_rows((out / "table.md").read_text())
+    assert len(rows) == 2 * 2 * 2 + 2
+    assert all(re.search(r"\| 0\.\d+ ± [\d.e-]+ \| 0/2 \|", r) for r in rows), rows
+    data = json.loads((out / "histories.json").read_text())
+    histories = [History.from_dict(h) for run in data["runs"] for h in run["histories"]]
+    assert len(histories) == 10 * 2
+    assert {h.seed for h in histories} == {0, 1}
+    assert all(h.status == "completed" and len(h.epochs) == 2 and h.steps == 68 for h in histories)
+    result = CompareResult.from_dict(data)
+    assert [r.lr for r in result.runs].count(None) == 2  # the explicit spec sets its own LR
+    assert {r.lr for r in result.runs if r.schedule == "constant"} == {1e-3, 1e-2}
+    page = (out / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 1
+    assert "http" not in page.replace("http-equiv", "")  # nothing fetched from elsewhere
+    for run in result.runs:
+        assert run.label.replace(",", "") in page.replace(",", "")
+
+
+def test_compare_lrs_auto_uses_the_range_test(tmp_path: Path) -> None:
+    out = tmp_path / "auto"
+    res = runner.invoke(
+        app,
+        ["compare", "--task", TASK, "--schedules", "constant;onecycle", "--optimizers", "adam"]
+        + ["--lrs", "auto", "--epochs", "2", "-o", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    result = CompareResult.from_dict(json.loads((out / "histories.json").read_text()))
+    assert result.lr_source == "range test"
+    assert set(result.suggestions) == {"adam/constant", "adam/onecycle"}
+    by_schedule = {r.schedule: r for r in result.runs}
+    assert by_schedule["constant"].lr == result.suggestions["adam/constant"]
+    assert by_schedule["onecycle"].lr == result.suggestions["adam/onecycle"]
+    assert all(1e-4 < r.lr < 1.0 and r.metric_mean > 0.8 for r in result.runs if r.lr is not None)
+
+
+def test_explain_writes_three_runs_with_interpretations(tmp_path: Path) -> None:
+    out = tmp_path / "explain"
+    res = runner.invoke(app, ["explain", "--task", TASK, "--epochs", "2", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    result = CompareResult.from_dict(json.loads((out / "histories.json").read_text()))
+    assert result.kind == "explain" and len(result.runs) == 3
+    small, mid, large = (r.lr for r in result.runs)
+    assert mid is not None and small == pytest.approx(mid / 10) and large == pytest.approx(mid * 10)
+    assert all(r.note for r in result.runs)
+    assert result.runs[0].note.startswith("too small: the loss falls slowly")
+    assert result.runs[1].note.startswith("suggested:")
+    assert re.match(r"(oscillates|too large|diverged)", result.runs[2].note)
+    for run in result.runs:
+        assert run.note in " ".join(res.output.split()) or run.note[:40] in res.output
+    rows = _table_rows((out / "table.md").read_text())
+    assert len(rows) == 3 and all(
+        r.rstrip(" |").endswith(n.replace("|", "\\|"))
+        for r, n in zip(rows, [x.note for x in result.runs], strict=True)
+    )
+    page = (out / "index.html").read_text()
+    assert "data:image/png;base64," in page and result.runs[0].note in page
+    assert (out / "curves.png").read_bytes()[:8] == PNG
+
+
+def test_train_writes_history_and_curves(tmp_path: Path) -> None:
+    out = tmp_path / "train"
+    res = runner.invoke(
+        app,
+        ["train", "--task", TASK, "--optimizer", "momentum", "--schedule", "onecycle"]
+        + ["--epochs", "2", "--lr", "0.05", "--seed", "1", "-o", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    h = History.from_dict(json.loads((out / "history.json").read_text()))
+    assert (h.optimizer, h.seed, h.status, len(h.epochs)) == ("momentum", 1, "completed", 2)
+    assert max(h.lrs) == pytest.approx(0.05, rel=1e-3)
+    assert (out / "curves.png").read_bytes()[:8] == PNG
+    assert "status: completed" in res.output and f"{h.final_metric:.4g}" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compare", "--task", "nope"], "unknown task 'nope'"),
+        (["compare", "--task", TASK, "--optimizers", "adam", "lbfgsx"], "unknown optimizer 'lbfgsx'"),
+        (["compare", "--task", TASK, "--schedules", "cosin(0.1)"], "unknown schedule 'cosin'"),
+        (["compare", "--task", TASK, "--schedules", "constant", "cosine(0.1"], "invalid schedule spec"),
+        (["compare", "--task", TASK, "--lrs", "abc"], "--lrs"),
+        (["compare", "--task", TASK, "--lrs", "-1"], "--lrs"),
+        (["compare", "--task", TASK, "--lrs", "0", "1e-3"], "--lrs"),
+        (["compare", "--task", TASK, "--lrs", "auto", "1e-3"], "--lrs"),
+        (["compare", "--task", TASK, "--seeds", "0"], "--seeds"),
+        (["train", "--task", "nope"], "unknown task"),
+        (["train", "--task", TASK, "--optimizer", "adamx"], "unknown optimizer 'adamx'"),
+        (["train", "--task", TASK, "--schedule", "warmup(10) >>"], "invalid schedule spec"),
+        (["train", "--task", TASK, "--lr", "-0.1"], "--lr"),
+        (["explain", "--task", "nope"], "unknown task"),
+        (["explain", "--task", TASK, "--optimizer", "adamx"], "unknown optimizer 'adamx'"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback(tmp_path: Path, args: list[str], message: str) -> None:
+    res = runner.invoke(app, [*args, "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_list_options_take_several_values_after_one_flag() -> None:
+    args = ["--schedules", "constant", "warmup(5) >> cosine(0.1, steps=10)", "--seeds", "2", "--lrs", "-1"]
+    assert spread_values(args) == [
+        "--schedules", "constant", "--schedules", "warmup(5) >> cosine(0.1, steps=10)",
+        "--seeds", "2", "--lrs", "-1",
+    ]  # fmt: skip
+    assert spread_values(["--optimizers", "--seeds", "2"]) == ["--optimizers", "--seeds", "2"]
+    assert spread_values(["--lrs", "1e-3", "--", "--lrs"]) == ["--lrs", "1e-3", "--", "--lrs"]
+    res = runner.invoke(app, ["compare", "--help"])
+    assert "--schedules constant onecycle" in " ".join(res.output.replace("│", " ").split())
+
+
+def test_workers_and_start_methods_give_the_same_histories(tmp_path: Path) -> None:
+    kw = {"schedules": ["constant"], "optimizers": ["adam", "sgd"], "seeds": 2, "epochs": 1}
+    here = compare(TASK, workers=1, **kw)  # type: ignore[arg-type]
+    spawned = compare(TASK, workers=2, start_method="spawn", **kw)  # type: ignore[arg-type]
+    assert [r.label for r in here.runs] == [r.label for r in spawned.runs] == [
+        "adam, constant, lr=0.001", "sgd, constant, lr=0.01",
+    ]  # fmt: skip
+    for a, b in zip(here.histories(), spawned.histories(), strict=True):
+        assert a.losses == b.losses and a.final_metric == b.final_metric
+    fig = plot_training(spawned)
+    assert len(fig.axes) == 3
+    page = write_report(spawned, tmp_path / "page", "workers")
+    assert page.name == "index.html" and "data:image/png;base64," in page.read_text()
+
+
+def test_library_errors_name_the_argument() -> None:
+    with pytest.raises(ValueError, match="unknown optimizer 'nadamx'"):
+        compare(TASK, ["constant"], ["nadamx"])
+    with pytest.raises(ValueError, match="`seeds` must be an int >= 1"):
+        compare(TASK, ["constant"], ["adam"], seeds=0)
+    with pytest.raises(ValueError, match="every LR in `lrs`"):
+        compare(TASK, ["constant"], ["adam"], lrs=[1e-3, math.inf])
+    with pytest.raises(ValueError, match="`lrs` must be 'auto'"):
+        compare(TASK, ["constant"], ["adam"], lrs="fast")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`start_method`"):
+        explain(TASK, start_method="thread")
