@@ -58,7 +58,7 @@ class History:
             restored best epoch's (NaN after a divergence without restored weights).
         test_metric: the metric on the test split of those weights, scored once at the end.
         restored_epoch: the epoch whose weights early stopping restored at the end, else None.
-        seconds: wall-clock time of the run (of all its sessions when resumed).
+        seconds: wall-clock time of the run (all of its parts when it was resumed).
         task, optimizer, schedule, seed: what ran (`schedule` is its spec text).
         metric, mode: the task's metric name and whether it is minimized or maximized.
 
