@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lrkit.adapters.torch import ScheduleLR
+from lrkit.optim import make
 from lrkit.schedules import Schedule, constant, onecycle, parse
 from lrkit.tasks._base import Task
 
@@ -23,24 +24,20 @@ __all__ = ["OPTIMIZERS", "RunResult", "make_optimizer", "train"]
 Params = Iterable[torch.Tensor] | Iterable[dict[str, object]]
 
 
-def _sgd(params: Params, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=lr)
+def _registered(name: str) -> Callable[[Params, float], torch.optim.Optimizer]:
+    """The `lrkit.optim` registry's optimizer `name`, as a ``(params, lr)`` factory."""
 
+    def build(params: Params, lr: float) -> torch.optim.Optimizer:
+        return make(name, params, lr)
 
-def _momentum(params: Params, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=lr, momentum=0.9)
-
-
-def _adam(params: Params, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=lr)
+    return build
 
 
 #: The optimizers of the benchmarks by name: plain SGD, SGD with momentum 0.9 (heavy ball), and
-#: Adam with torch's defaults. Each takes ``(params, lr)``.
+#: Adam with torch's defaults, as the `lrkit.optim` registry defines them. Each takes
+#: ``(params, lr)``.
 OPTIMIZERS: dict[str, Callable[[Params, float], torch.optim.Optimizer]] = {
-    "sgd": _sgd,
-    "momentum": _momentum,
-    "adam": _adam,
+    name: _registered(name) for name in ("sgd", "momentum", "adam")
 }
 
 
