@@ -149,6 +149,7 @@ class DivergenceMonitor:
         self._dev = 0.0
         self._k = 0
         self._first: list[float] = []
+        self._start = math.nan  # median loss of the first `warm` steps, once they are seen
         self.best = math.inf
         self._above = 0
 
@@ -164,9 +165,11 @@ class DivergenceMonitor:
         noise = self._dev / (1 - self.beta ** max(self._k - 1, 1))
         if self._k <= self.warm:
             self._first.append(loss)
+            if self._k == self.warm:
+                self._start = float(np.median(self._first))
             return False
         self.best = min(self.best, ema)  # after the warm-up: an EMA of a few points is too noisy
-        start = float(np.median(self._first))
+        start = self._start
         gap = max(start - self.best, 4.0 * noise, 1e-12 * abs(start))
         high = ema > self.best + self.diverge * gap or (self.best > 0 and ema > 4.0 * self.best)
         self._above = self._above + 1 if high else 0
