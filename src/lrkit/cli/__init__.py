@@ -9,6 +9,9 @@
 - ``lrkit compare --task NAME --schedules SPEC ... --optimizers NAME ... --seeds K``: every
   combination, trained in parallel; curves, a table, all histories and an HTML page.
 - ``lrkit explain --task NAME``: the suggested LR against ten times smaller and larger, explained.
+- ``lrkit tune --task NAME --strategy grid|random|tpe|gp --trials N [--cv K] [--pruner ...]``: search,
+  refit on train+val, test once; a table, figures and an HTML page.
+- ``lrkit study show|plot --storage URL --study NAME``: a stored study's best trials and figures.
 
 A malformed spec or option ends a command with exit status 2 and a message, never a traceback.
 """
@@ -23,6 +26,7 @@ from lrkit.cli._explain import explain
 from lrkit.cli._find import find
 from lrkit.cli._schedule import schedule_app
 from lrkit.cli._train import train
+from lrkit.cli._tune import study_app, tune
 
 __all__ = ["app", "main"]
 
@@ -39,6 +43,8 @@ app.command("find")(find)
 app.command("train")(train)
 app.command("compare", cls=ListOptionsCommand)(compare)
 app.command("explain")(explain)
+app.command("tune")(tune)
+app.add_typer(study_app, name="study")
 
 
 def main() -> None:

@@ -2,8 +2,10 @@
 
 - `write_report`: ``index.html`` for the result of `lrkit.train.compare` or `explain`.
 - `render_report`: the same page as a string.
+- `write_tuning_report`: ``tuning.html`` for the result of `lrkit.tune.tune` (`render_tuning_report`).
 """
 
 from lrkit.report._html import render_report, write_report
+from lrkit.report._tuning import render_tuning_report, write_tuning_report
 
-__all__ = ["render_report", "write_report"]
+__all__ = ["render_report", "render_tuning_report", "write_report", "write_tuning_report"]

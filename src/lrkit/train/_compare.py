@@ -27,7 +27,7 @@ from lrkit.train._runs import CompareResult, Run
 __all__ = ["KEYWORD_SCHEDULES", "CompareResult", "Run", "compare"]
 
 #: Schedule specs that `fit` builds from the run's LR and length; any other spec is used as given.
-KEYWORD_SCHEDULES = ("constant", "onecycle")
+KEYWORD_SCHEDULES = ("constant", "step", "cosine", "onecycle")
 
 #: Called after each finished training run with (runs done, runs in all).
 Progress = Callable[[int, int], None]

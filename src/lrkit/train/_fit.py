@@ -16,7 +16,7 @@ import torch
 
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import make
-from lrkit.schedules import Schedule, constant, onecycle, parse
+from lrkit.schedules import Schedule, constant, cosine, multistep, onecycle, parse
 from lrkit.tasks import BatchLoader, Task
 from lrkit.train._checkpoint import (
     CheckpointError,
@@ -54,10 +54,16 @@ def _has_momentum(opt: torch.optim.Optimizer) -> bool:
 
 
 def _build_schedule(schedule: str | Schedule, opt: torch.optim.Optimizer, lr: float, total: int) -> Schedule:
+    """The run's schedule: a `Schedule` as it is, a keyword shape scaled to `lr` and `total`, or a spec."""
     if isinstance(schedule, Schedule):
         return schedule
     if schedule == "constant":
         return constant(lr)
+    if schedule == "step":
+        milestones = tuple(sorted({max(1, total // 2), max(2, (3 * total) // 4)}))
+        return multistep(lr, milestones=milestones, factor=0.1)
+    if schedule == "cosine":
+        return cosine(lr, steps=max(1, total), end=0.0)
     if schedule == "onecycle":
         if total < 2:
             raise ValueError(f"fit: schedule='onecycle' needs at least 2 steps, the run has {total}")
@@ -219,9 +225,11 @@ def fit(
         task: the task (`lrkit.tasks.get` gives a built-in one).
         optimizer: a registered name (`lrkit.optim.names`), built over the model with `lr`, or a
             ready ``torch.optim.Optimizer`` (then `model` must be the module it optimizes).
-        schedule: ``"constant"``: ``constant(lr)``; ``"onecycle"``: ``onecycle(lr, steps=<all
-            steps>)`` with its momentum cycle (SGD's momentum or Adam's beta1) where the optimizer
-            has momentum, ``momentum_range=none`` where it has none; or any lrkit `Schedule` or
+        schedule: ``"constant"``: ``constant(lr)``; ``"step"``: `lr` divided by 10 at half and
+            again at three quarters of the steps; ``"cosine"``: ``cosine(lr, steps=<all steps>)``
+            down to 0; ``"onecycle"``: ``onecycle(lr, steps=<all steps>)`` with its momentum cycle
+            (SGD's momentum or Adam's beta1) where the optimizer has momentum,
+            ``momentum_range=none`` where it has none; or any lrkit `Schedule` or
             spec string, used as it is (`lr` then only builds the optimizer). A schedule with a
             `plateau` node is told the validation loss after every epoch.
         epochs: epochs of the whole run, >= 1 (default: ``task.epochs``).

@@ -1,0 +1,332 @@
+"""`tune` and `load_result`: the library calls behind ``lrkit tune`` and ``lrkit study show``."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lrkit.tasks import Task, TaskData, load
+from lrkit.tune._folds import SplitTask, pooled
+from lrkit.tune._result import TuneResult, from_study
+from lrkit.tune._space import DEFAULT_GRID_POINTS, Param, SpaceError, load_space, parse_space, validate_space
+from lrkit.tune._storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, default_storage, mask, open_storage
+from lrkit.tune._tune import (
+    PRUNERS,
+    STRATEGIES,
+    OnTrial,
+    Plan,
+    _worker_main,
+    auto_space,
+    check_plan,
+    check_space,
+    describe,
+    make_pruner,
+    make_sampler,
+    spawn_context,
+    work,
+)
+
+__all__ = ["load_result", "tune"]
+
+
+def _positive_int(name: str, value: Any, *, none: bool = False) -> None:
+    if none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1{' or None' if none else ''}, got {name}={value!r}")
+
+
+def _space(space: Any, task: Task, optimizer: str, schedule: str, seed: int, epochs: int) -> dict[str, Param]:
+    if space is None:
+        raise SpaceError("`space` is required: a mapping of parameters, a YAML file, or 'auto'")
+    if isinstance(space, str) and space == "auto":
+        return auto_space(task, optimizer, schedule, seed=seed, epochs=epochs)
+    if isinstance(space, str | Path):
+        return load_space(space)
+    if isinstance(space, Mapping) and all(isinstance(v, Param) for v in space.values()):
+        return validate_space(space)
+    return parse_space(space)
+
+
+def _refit(
+    task: Task, plan: Plan, params: Mapping[str, Any], directory: Path | None
+) -> tuple[float, float, str | None]:
+    """Train the best configuration on train+val and score the test split once.
+
+    The refit's per-epoch "validation" is the training pool itself, so nothing is read from the
+    test split before the final score. Returns (test metric, seconds, checkpoint path).
+    """
+    import torch
+
+    from lrkit import optim
+    from lrkit.train import fit
+    from lrkit.train._checkpoint import save_checkpoint
+    from lrkit.tune._evaluate import resolve
+
+    start = time.perf_counter()
+    config = resolve(params, optimizer=plan.optimizer, schedule=plan.schedule)
+    x, y = pooled(task)
+    data = TaskData(train=(x, y), val=(x, y), test=task.data().test)
+    full = SplitTask(task, data, batch_size=config.batch_size, tag="refit on train+val")
+    torch.manual_seed(plan.seed)
+    model = full.model(plan.seed)
+    opt = optim.make(config.optimizer, model.parameters(), config.lr, **config.options)
+    history = fit(
+        full, opt, config.schedule, plan.epochs, lr=config.lr, seed=plan.seed, model=model, progress=False
+    )
+    path = None
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "final.pt"
+        save_checkpoint(
+            path,
+            {
+                "model": model.state_dict(),
+                "params": dict(params),
+                "plan": describe(plan),
+                "history": history.to_dict(),
+            },
+        )
+    return history.test_metric, time.perf_counter() - start, None if path is None else str(path)
+
+
+def tune(
+    task: str | Task,
+    space: Any = "auto",
+    *,
+    strategy: str = "tpe",
+    trials: int | None = None,
+    cv: int | None = None,
+    pruner: str = "none",
+    epochs: int | None = None,
+    optimizer: str = "adam",
+    schedule: str = "constant",
+    storage: str | None = None,
+    study: str | None = None,
+    workers: int = 1,
+    timeout: float | None = None,
+    seed: int = 0,
+    refit: bool = True,
+    out: str | Path | None = None,
+    grid: int = DEFAULT_GRID_POINTS,
+    heartbeat: tuple[int, int] = (HEARTBEAT_INTERVAL, GRACE_PERIOD),
+    on_trial: OnTrial | None = None,
+) -> TuneResult:
+    """Search `space` for the configuration with the best validation metric, then refit it.
+
+    Args:
+        task: a `Task`, a built-in name or a ``file.py:attr`` / ``module:attr`` reference.
+        space: ``{name: LogFloat | Float | Int | Choice}``, its mapping form, a YAML file, or
+            ``"auto"``: ``lr`` over a decade either side of the LR range test's suggestion.
+            ``lr``, ``optimizer``, ``schedule`` and ``batch_size`` mean what they say; any other
+            name is an option of the optimizer (``weight_decay``, ``momentum``...).
+        strategy: ``"grid"``, ``"random"``, ``"tpe"`` or ``"gp"`` (Gaussian-process Bayesian search).
+        trials: trials this call runs, split across its workers (default: the grid's size for
+            ``"grid"``, else 20). Other commands joining the same study add their own.
+        cv: None for the task's hold-out validation split, or k >= 2 folds of train+val pooled
+            (stratified for classification); trials are scored and pruned on the fold mean.
+        pruner: ``"none"``, ``"median"``, ``"asha"`` (successive halving) or ``"hyperband"``.
+        epochs: epochs of every trial and of the refit (default: ``task.epochs``).
+        optimizer, schedule: used when the space does not search them; `schedule` is a keyword
+            (constant, step, cosine, onecycle: shaped by the trial's LR) or any spec.
+        storage: a database URL (``sqlite:///file.db``, ``postgresql://user@host:port/db``); None:
+            in memory, or the SQLite file ``<out or .>/lrkit-studies.db`` when `study` is given.
+        study: the study's name; a study that exists is joined (with the same settings only).
+        workers: local worker processes, each with one thread.
+        timeout: seconds after which no new trial starts.
+        seed: seeds the samplers (worker i uses seed + 1000 i), folds, models and batch order.
+        refit: retrain the best configuration on train+val and score the test split once.
+        out: a folder for the refit checkpoint (``final.pt``) and, with `study`, the default SQLite file.
+        grid: points per continuous parameter for ``"grid"``.
+        heartbeat: (interval, grace period) in seconds: a trial whose worker stopped writing
+            heartbeats for the grace period is failed and queued again (at most 3 times).
+        on_trial: called with (trial number, state, value) after each trial of a one-worker run.
+
+    Raises:
+        ValueError: a bad argument, named in the message; `SpaceError` for a bad space and
+            `StorageError` for a malformed or unreachable storage (its password never shown).
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {', '.join(STRATEGIES)}, got strategy={strategy!r}")
+    if pruner not in PRUNERS:
+        raise ValueError(f"`pruner` must be one of {', '.join(PRUNERS)}, got pruner={pruner!r}")
+    _positive_int("trials", trials, none=True)
+    _positive_int("workers", workers)
+    _positive_int("epochs", epochs, none=True)
+    _positive_int("grid", grid)
+    if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or cv < 2):
+        raise ValueError(f"`cv` must be None (hold-out) or an int >= 2 (folds), got cv={cv!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise ValueError(f"`timeout` must be a number of seconds > 0 or None, got timeout={timeout!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`seed` must be an int >= 0, got seed={seed!r}")
+    if study is not None and (not isinstance(study, str) or not study.strip()):
+        raise ValueError(f"`study` must be a non-empty name or None, got study={study!r}")
+    the_task = load(task)
+    n_epochs = the_task.epochs if epochs is None else epochs
+    directory = None if out is None else Path(out)
+    url = storage
+    if url is None and study is not None:
+        url = default_storage(directory or Path("."))
+    if workers > 1 and url is None:
+        raise ValueError(
+            f"workers={workers} need a shared storage: give `study` (a SQLite file) or `storage` "
+            "(a database URL)"
+        )
+    store = open_storage(
+        url, heartbeat_interval=heartbeat[0], grace_period=heartbeat[1]
+    )  # fails fast on a bad URL
+    study_name = study or f"lrkit-{the_task.name or 'task'}"
+
+    existing = None
+    if url is not None:
+        try:
+            existing = optuna.load_study(study_name=study_name, storage=store).user_attrs.get("lrkit")
+        except KeyError:
+            existing = None
+    params = (
+        _space(space, the_task, optimizer, schedule, seed, n_epochs)
+        if existing is None or space != "auto"
+        else parse_space(existing["space"])
+    )
+    check_space(params, optimizer, schedule)
+    plan = Plan(
+        task=the_task.name if isinstance(task, Task) else str(task),
+        metric=the_task.metric,
+        mode=the_task.mode,
+        space={k: p.to_config() for k, p in params.items()},
+        strategy=strategy,
+        pruner=pruner,
+        epochs=n_epochs,
+        cv=cv,
+        seed=seed,
+        optimizer=optimizer,
+        schedule=schedule,
+        grid_points=grid,
+    )
+    check_plan(existing, plan, study_name)
+    the_study = optuna.create_study(
+        study_name=study_name,
+        storage=store,
+        direction=plan.direction(),
+        sampler=make_sampler(plan),
+        pruner=make_pruner(plan),
+        load_if_exists=True,
+    )
+    if existing is None:
+        the_study.set_user_attr("lrkit", describe(plan))
+    if trials is None:
+        trials = math.prod(len(p.grid(grid)) for p in params.values()) if strategy == "grid" else 20
+    deadline = None if timeout is None else time.time() + float(timeout)
+    ctx = spawn_context()
+    tickets = ctx.Value("i", trials)
+    if workers == 1:
+        work(plan, the_task, url, study_name, tickets, deadline=deadline, heartbeat=heartbeat,
+             study=the_study, on_trial=on_trial)  # fmt: skip
+    else:
+        shipped = the_task if ctx.get_start_method() == "fork" else str(task)
+        _supervise(
+            plan, shipped, url, study_name, tickets, workers, deadline, heartbeat, the_study, ctx, on_trial
+        )
+
+    result = from_study(the_study, None if url is None else mask(url))
+    result.task = plan.task
+    if refit and result.best is not None:
+        result.test_metric, result.refit_seconds, result.checkpoint = _refit(
+            the_task, plan, result.best.params, directory
+        )
+    return result
+
+
+def _supervise(
+    plan: Plan,
+    task: Task | str,
+    url: str | None,
+    study_name: str,
+    tickets: Any,
+    workers: int,
+    deadline: float | None,
+    heartbeat: tuple[int, int],
+    study: Any,
+    ctx: Any,
+    on_trial: OnTrial | None,
+) -> None:
+    """Run `workers` processes; when one dies, fail its trial once it is stale and run it again.
+
+    A killed worker's trial keeps the state RUNNING. Once its heartbeat is older than the grace
+    period, `fail_stale_trials` marks it failed and queues a copy with the same parameters; the
+    ticket it used is given back so the copy runs, on a new worker if every other one has finished.
+    """
+    import optuna
+
+    assert url is not None  # checked by tune
+
+    def start(i: int) -> Any:
+        p = ctx.Process(
+            target=_worker_main,
+            args=(plan, task, url, study_name, tickets, i, deadline, heartbeat),
+            daemon=False,
+        )
+        p.start()
+        return p
+
+    procs = {i: start(i) for i in range(workers)}
+    next_index = workers
+    pending_deaths: list[float] = []
+    seen = 0
+    try:
+        while procs or pending_deaths:
+            time.sleep(0.2)
+            for i, p in list(procs.items()):
+                if p.exitcode is None:
+                    continue
+                del procs[i]
+                if p.exitcode != 0:
+                    pending_deaths.append(time.time())
+            if pending_deaths and time.time() - pending_deaths[0] > heartbeat[1] + heartbeat[0]:
+                pending_deaths.pop(0)
+                before = {t.number for t in study.get_trials(deepcopy=False)}
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+                requeued = [t for t in study.get_trials(deepcopy=False) if t.number not in before]
+                with tickets.get_lock():
+                    tickets.value += len(requeued)
+                if requeued and not procs:
+                    procs[next_index] = start(next_index)
+                    next_index += 1
+            if on_trial is not None:
+                done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+                for t in sorted(done, key=lambda t: t.number)[seen:]:
+                    on_trial(t.number, t.state.value, math.nan if t.value is None else float(t.value))
+                seen = len(done)
+    finally:
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()
+            p.join()
+
+
+def load_result(storage: str, study: str) -> TuneResult:
+    """The trials and best configuration of a stored study (``lrkit study show``)."""
+    import optuna
+
+    store = open_storage(storage)
+    try:
+        the_study = optuna.load_study(study_name=study, storage=store)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
+        raise ValueError(
+            f"no study {study!r} in {mask(storage)}; studies there: {', '.join(names) or 'none'}"
+        ) from None
+    result = from_study(the_study, mask(storage))
+    return result
