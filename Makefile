@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,plot,tasks,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,plot,tasks,tune,dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)

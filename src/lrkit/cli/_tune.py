@@ -95,6 +95,10 @@ def tune(
         float | None, typer.Option("--timeout", help="Seconds after which no trial starts.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the samplers, folds and models.")] = 0,
+    heartbeat: Annotated[
+        int,
+        typer.Option("--heartbeat", help="Seconds between heartbeats; a trial silent for 3 is re-run."),
+    ] = 10,
     refit: Annotated[
         bool, typer.Option("--refit/--no-refit", help="Retrain the best on train+val, test once.")
     ] = True,
@@ -147,6 +151,7 @@ def tune(
                 name, space, strategy=strategy, trials=trials, cv=cv, pruner=pruner, epochs=epochs,
                 optimizer=optimizer, schedule=schedule, storage=storage, study=study, workers=workers,
                 timeout=timeout, seed=seed, refit=refit, out=output, on_trial=on_trial,
+                heartbeat=(heartbeat, 3 * heartbeat),
             )  # fmt: skip
         except (TaskError, ValueError) as e:
             fail(str(e))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lrkit.tasks import Task, TaskData, load
+from lrkit.train._compare import _warm_up
 from lrkit.tune._folds import SplitTask, pooled
 from lrkit.tune._result import TuneResult, from_study
 from lrkit.tune._space import DEFAULT_GRID_POINTS, Param, SpaceError, load_space, parse_space, validate_space
@@ -227,6 +228,7 @@ def tune(
     if trials is None:
         trials = math.prod(len(p.grid(grid)) for p in params.values()) if strategy == "grid" else 20
     deadline = None if timeout is None else time.time() + float(timeout)
+    _warm_up()  # once here, not once per trial thread or forked worker
     ctx = spawn_context()
     tickets = ctx.Value("i", trials)
     if workers == 1:

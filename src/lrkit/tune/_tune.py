@@ -122,7 +122,7 @@ class Objective:
 
         def report(epoch: int, value: float) -> bool:
             trial.report(value, epoch)
-            return bool(trial.should_prune())
+            return epoch < self.plan.epochs and bool(trial.should_prune())  # a finished run completes
 
         out = evaluate(
             self.task, config, epochs=self.plan.epochs, cv=self.plan.cv, seed=self.plan.seed, report=report
@@ -236,14 +236,10 @@ def check_space(space: Mapping[str, Param], optimizer: str, schedule: str) -> No
             value = p.grid(2)[0]
             try:
                 optim.make(o, [torch.nn.Parameter(torch.zeros(1))], **{name: value})
-            except TypeError:
+            except (TypeError, ValueError) as e:
                 raise SpaceError(
-                    f"search space parameter {name!r} is not an option of optimizer {o!r} (the "
-                    f"parameters with a meaning of their own are {', '.join(RESERVED)})"
-                ) from None
-            except ValueError as e:
-                raise SpaceError(
-                    f"search space parameter {name!r}={value!r} with optimizer {o!r}: {e}"
+                    f"search space parameter {name!r}={value!r} with optimizer {o!r}: {e} (any parameter "
+                    f"but {', '.join(RESERVED)} is an option of the optimizer)"
                 ) from None
 
 

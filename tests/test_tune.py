@@ -1,0 +1,416 @@
+"""lrkit.tune: spaces, folds, lockstep evaluation and pruning on the fold mean, strategies, refit,
+storages and their errors, and the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lrkit.cli import app
+from lrkit.tasks import get
+from lrkit.tune import (
+    Choice,
+    Float,
+    Int,
+    LogFloat,
+    SpaceError,
+    StorageError,
+    folds,
+    load_result,
+    load_space,
+    mask,
+    parse_space,
+    tune,
+)
+from lrkit.tune._evaluate import Config, evaluate
+from lrkit.tune._lockstep import Stepper
+from lrkit.tune._space import grid_points
+from lrkit.tune._storage import normalize_url, open_storage
+
+TASK = "logreg-digits"
+
+
+# ------------------------------------------------------------------------------------------
+# spaces
+
+
+def test_space_yaml_round_trip(tmp_path: Path) -> None:
+    text = """
+lr: {type: log, low: 1.0e-4, high: 1.0}
+momentum: {type: float, low: 0.8, high: 0.99}
+batch_size: {type: int, low: 16, high: 128, log: true}
+optimizer: [momentum, adam]
+schedule: {type: choice, values: [constant, cosine, "warmup(5) >> cosine(0.1, steps=100)"]}
+"""
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    space = load_space(path)
+    assert space == {
+        "lr": LogFloat(1e-4, 1.0),
+        "momentum": Float(0.8, 0.99),
+        "batch_size": Int(16, 128, log=True),
+        "optimizer": Choice(("momentum", "adam")),
+        "schedule": Choice(("constant", "cosine", "warmup(5) >> cosine(0.1, steps=100)")),
+    }
+    assert parse_space({k: p.to_config() for k, p in space.items()}) == space
+    grid = grid_points(space, 5)
+    assert grid["lr"] == [1e-4, 1e-3, 1e-2, 0.1, 1.0]
+    assert grid_points(space, 4)["batch_size"] == [16, 32, 64, 128]
+    assert grid["optimizer"] == ["momentum", "adam"] and grid["momentum"] == [
+        0.8,
+        0.8475,
+        0.895,
+        0.9425,
+        0.99,
+    ]
+    assert all(1e-4 <= v <= 1.0 for v in grid_points({"lr": LogFloat(1.23456789e-4, 0.123456789)}, 7)["lr"])
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "the search space is empty"),
+        (
+            {"lr": {"type": "normal", "low": 1, "high": 2}},
+            "unknown type 'normal'; expected one of log, float",
+        ),
+        ({"lr": {"type": "log", "low": 0.1, "high": 0.1}}, "`low` must be < `high`, got low=0.1, high=0.1"),
+        (
+            {"lr": {"type": "log", "low": 0.0, "high": 1.0}},
+            "a log range must be > 0 at both ends, got low=0.0",
+        ),
+        ({"lr": {"type": "log", "low": -1e-3, "high": 1.0}}, "a log range must be > 0"),
+        ({"x": {"type": "float", "low": 2.0, "high": 1.0}}, "'x' (float): `low` must be < `high`"),
+        ({"n": {"type": "int", "low": 1.5, "high": 4}}, "`low` must be an int, got low=1.5"),
+        ({"lr": {"type": "log", "low": 1e-3}}, "parameter 'lr' of type 'log' takes low, high, got low"),
+        ({"lr": {"type": "log", "low": "a", "high": 1}}, "`low` must be a finite number, got low='a'"),
+        ({"o": {"type": "choice", "values": []}}, "`values` must be a non-empty list"),
+        ({"o": ["adam", "adam"]}, "`values` has duplicates"),
+        ([1, 2], "expected a mapping of parameter names, got list"),
+    ],
+)
+def test_bad_spaces_name_what_is_wrong(data: object, message: str) -> None:
+    with pytest.raises(SpaceError) as e:
+        parse_space(data)
+    assert message in str(e.value)
+
+
+def test_space_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(SpaceError, match="cannot read the search space file"):
+        load_space(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [unclosed\n")
+    with pytest.raises(SpaceError, match="is not valid YAML"):
+        load_space(bad)
+    code = tmp_path / "code.yaml"
+    code.write_text("lr: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(SpaceError, match="is not valid YAML"):  # safe_load refuses to build objects
+        load_space(code)
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"optimizer": Choice(("adam", "lion"))}, "unknown optimizer 'lion'"),
+        ({"schedule": Choice(("cosine(0.1, step=3)",))}, "step"),
+        ({"optimizer": LogFloat(1e-3, 1.0)}, "'optimizer' must be a choice of optimizer names"),
+        (
+            {"lr": LogFloat(1e-3, 1.0), "nesterov_typo": Choice((True,))},
+            r"rejects the arguments \['nesterov_typo'\]",
+        ),
+        ({"batch_size": Choice((0, 32))}, "'batch_size' must be ints >= 1"),
+    ],
+)
+def test_spaces_that_would_fail_every_trial_are_refused_before_any_runs(space: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as e:
+        tune(TASK, space, trials=1, epochs=1)
+    assert "Traceback" not in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------
+# folds and lockstep evaluation
+
+
+def test_folds_are_disjoint_stratified_and_cover_train_plus_val() -> None:
+    task = get(TASK)
+    data = task.data()
+    parts = folds(task, 4, seed=3)
+    n = len(data.train[0]) + len(data.val[0])
+    seen = torch.cat([p.val[0] for p in parts])
+    assert len(seen) == n and len(torch.unique(seen, dim=0)) == len(
+        torch.unique(torch.cat([data.train[0], data.val[0]]), dim=0)
+    )
+    for p in parts:
+        assert len(p.train[0]) + len(p.val[0]) == n
+        assert torch.equal(p.test[0], data.test[0])  # tuning never trains or validates on test
+        share = torch.bincount(p.val[1], minlength=10).float() / len(p.val[1])
+        overall = torch.bincount(torch.cat([data.train[1], data.val[1]]), minlength=10).float() / n
+        assert float((share - overall).abs().max()) < 0.01  # stratified
+    with pytest.raises(ValueError, match="`cv` must be an int >= 2"):
+        folds(task, 1)
+    with pytest.raises(ValueError, match="smallest class"):
+        folds(task, 200)
+
+
+def test_stepper_runs_in_turn_and_stops_cleanly() -> None:
+    order: list[str] = []
+
+    def make(name: str):
+        def run(pause):
+            for i in range(3):
+                order.append(f"{name}{i}")
+                pause(i)
+            return name
+
+        return run
+
+    a, b = Stepper(make("a")), Stepper(make("b"))
+    for _ in range(2):
+        a.resume()
+        b.resume()
+    assert order == ["a0", "b0", "a1", "b1"]
+    a.stop()
+    b.resume()
+    b.resume()
+    assert a.done and a.result is None and b.done and b.result == "b"
+    assert order == ["a0", "b0", "a1", "b1", "b2"]
+
+    def boom(pause):
+        pause(0)
+        raise RuntimeError("inside the run")
+
+    c = Stepper(boom)
+    c.resume()
+    with pytest.raises(RuntimeError, match="inside the run"):
+        c.resume()
+
+
+def test_cv_reports_the_fold_mean_every_epoch_and_pruning_stops_every_fold() -> None:
+    task = get(TASK)
+    reported: list[tuple[int, float]] = []
+    out = evaluate(
+        task,
+        Config("adam", 1e-2, "constant"),
+        epochs=3,
+        cv=3,
+        report=lambda e, v: reported.append((e, v)) or False,
+    )
+    assert [e for e, _ in reported] == [1, 2, 3]
+    hs = out.histories
+    assert len(hs) == 3 and all(h is not None and len(h.epochs) == 3 for h in hs)
+    for e, v in reported:
+        fold_mean = sum(h.epochs[e - 1]["val_metric"] for h in hs if h is not None) / 3
+        assert v == pytest.approx(fold_mean, abs=1e-12)
+    assert out.value == pytest.approx(sum(out.fold_values) / 3) and out.epochs == 9
+    assert out.value == pytest.approx(reported[-1][1])
+
+    pruned = evaluate(task, Config("adam", 1e-2, "constant"), epochs=5, cv=3, report=lambda e, v: e == 2)
+    assert pruned.pruned_at == 2 and pruned.epochs == 6 and math.isnan(pruned.value)
+    assert all(h is None for h in pruned.histories)
+
+
+def test_a_diverged_fold_scores_as_its_untrained_model() -> None:
+    task = get("mlp-diabetes")
+    out = evaluate(task, Config("sgd", 1e6, "constant"), epochs=2, cv=2)
+    assert out.diverged == 2
+    assert all(math.isfinite(v) for v in out.fold_values)
+
+
+# ------------------------------------------------------------------------------------------
+# tune
+
+
+def test_grid_visits_every_point_once_and_refit_scores_the_saved_model(tmp_path: Path) -> None:
+    space = {"lr": LogFloat(1e-3, 1.0)}
+    result = tune(TASK, space, strategy="grid", grid=4, epochs=2, out=tmp_path)
+    lrs = sorted(t.params["lr"] for t in result.trials)
+    assert lrs == [1e-3, 1e-2, 0.1, 1.0]
+    assert result.count("COMPLETE") == 4 and result.epochs_spent == 8
+    best = max(result.trials, key=lambda t: t.value or -1)
+    assert result.best is not None and result.best.number == best.number
+    # the refit model on disk is the one scored on the test split
+    ck = torch.load(tmp_path / "final.pt", weights_only=True)
+    assert ck["params"] == result.best_params
+    task = get(TASK)
+    model = task.model(0)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    x, y = task.data().test
+    with torch.no_grad():
+        assert task.score(model(x), y) == pytest.approx(result.test_metric, abs=1e-9)
+    assert ck["history"]["epochs"][-1]["epoch"] == 2
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe", "gp"])
+def test_strategies_are_reproducible_for_a_seed(strategy: str) -> None:
+    space = {"lr": LogFloat(1e-3, 1.0), "optimizer": Choice(("momentum", "adam"))}
+    runs = [tune(TASK, space, strategy=strategy, trials=6, epochs=1, seed=7, refit=False) for _ in range(2)]
+    a, b = ([(t.params, t.value) for t in r.trials] for r in runs)
+    assert a == b and len(a) == 6
+    assert {t.params["optimizer"] for t in runs[0].trials} <= {"momentum", "adam"}
+    assert all(1e-3 <= t.params["lr"] <= 1.0 for t in runs[0].trials)
+
+
+@pytest.mark.parametrize("pruner", ["median", "asha", "hyperband"])
+def test_pruners_stop_trials_early_and_count_their_epochs(pruner: str) -> None:
+    space = {"lr": LogFloat(1e-5, 3.0)}
+    result = tune(TASK, space, strategy="random", trials=12, epochs=9, pruner=pruner, seed=1, refit=False)
+    pruned = [t for t in result.trials if t.state == "PRUNED"]
+    assert pruned, "a wide LR range on 12 trials gives the pruner something to stop"
+    assert all(0 < t.epochs < 9 for t in pruned)
+    assert all(t.epochs == 9 for t in result.trials if t.state == "COMPLETE")
+    assert result.epochs_spent < 12 * 9
+
+
+def test_optimizer_options_and_schedules_reach_the_trial() -> None:
+    space = {
+        "lr": Choice((0.05,)),
+        "weight_decay": LogFloat(1e-5, 1e-2),
+        "schedule": Choice(("constant", "onecycle", "cosine(0.05, steps=68)")),
+    }
+    result = tune(TASK, space, strategy="grid", grid=2, epochs=2, optimizer="momentum", refit=False)
+    assert result.count("COMPLETE") == 6
+    assert {t.params["schedule"] for t in result.trials} == {"constant", "onecycle", "cosine(0.05, steps=68)"}
+
+
+def test_auto_space_brackets_the_range_test_suggestion() -> None:
+    result = tune(TASK, "auto", strategy="random", trials=2, epochs=2, refit=False)
+    lr = result.space["lr"]
+    assert lr["type"] == "log" and lr["high"] / lr["low"] == pytest.approx(100, rel=1e-3)
+    assert all(lr["low"] <= t.params["lr"] <= lr["high"] for t in result.trials)
+
+
+def test_a_named_study_is_kept_in_sqlite_joined_and_guarded(tmp_path: Path) -> None:
+    space = {"lr": LogFloat(1e-3, 1.0)}
+    first = tune(TASK, space, strategy="random", trials=2, epochs=1, study="s", out=tmp_path, refit=False)
+    assert (tmp_path / "lrkit-studies.db").exists() and first.storage is not None
+    second = tune(TASK, space, strategy="random", trials=2, epochs=1, study="s", out=tmp_path, refit=False)
+    assert [t.number for t in second.trials] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=r"study 's' was started with other settings \(epochs: study has 1"):
+        tune(TASK, space, strategy="random", trials=1, epochs=2, study="s", out=tmp_path)
+    stored = load_result(f"sqlite:///{tmp_path / 'lrkit-studies.db'}", "s")
+    assert len(stored.trials) == 4
+    with pytest.raises(ValueError, match=r"no study 'nope'.*studies there: s"):
+        load_result(f"sqlite:///{tmp_path / 'lrkit-studies.db'}", "nope")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"trials": 0}, "`trials` must be an int >= 1 or None, got trials=0"),
+        ({"trials": -3}, "got trials=-3"),
+        ({"strategy": "cmaes"}, "`strategy` must be one of grid, random, tpe, gp, got strategy='cmaes'"),
+        ({"pruner": "patient"}, "`pruner` must be one of none, median, asha, hyperband"),
+        ({"cv": 1}, "`cv` must be None (hold-out) or an int >= 2"),
+        ({"workers": 2}, "workers=2 need a shared storage"),
+        ({"timeout": 0}, "`timeout` must be a number of seconds > 0"),
+        ({"storage": "not a url"}, "`storage` must be a database URL"),
+        ({"storage": "redis://localhost:6379"}, "must be a sqlite:// or postgresql:// URL"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError) as e:
+        tune(TASK, {"lr": LogFloat(1e-3, 1.0)}, **{"trials": 1, "epochs": 1, **kwargs})
+    assert message in str(e.value)
+
+
+def test_storage_urls_never_show_the_password() -> None:
+    assert mask("postgresql://ann:hunter2@db:5432/x") == "postgresql://ann:***@db:5432/x"
+    assert "hunter2" not in mask("postgresql://ann:hunter2@db:5432/x?sslmode=require")
+    assert normalize_url("postgresql://ann@h:1/d") == "postgresql+psycopg://ann@h:1/d"
+    with pytest.raises(StorageError) as e:
+        open_storage("postgresql://ann:hunter2@127.0.0.1:1/nodb")  # nothing listens on port 1
+    assert "cannot connect" in str(e.value) and "hunter2" not in str(e.value) and "ann:***@" in str(e.value)
+    with pytest.raises(StorageError) as e:
+        open_storage("postgresql://ann:hunter2@@bad host/db")
+    assert "hunter2" not in str(e.value)
+    with pytest.raises(ValueError, match="`grace_period` must be longer than `heartbeat_interval`"):
+        open_storage("sqlite:///x.db", heartbeat_interval=5, grace_period=5)
+
+
+def test_postgres_url_without_driver_works(postgres_url: str) -> None:
+    assert postgres_url.startswith("postgresql://")
+    space = {"lr": LogFloat(1e-2, 1.0)}
+    result = tune(TASK, space, strategy="random", trials=2, epochs=1, storage=postgres_url, study="plain-url", refit=False)
+    assert result.count("COMPLETE") == 2 and result.storage == postgres_url
+    assert len(load_result(postgres_url, "plain-url").trials) == 2
+
+
+# ------------------------------------------------------------------------------------------
+# command line
+
+
+def test_cli_tune_writes_report_json_figures_and_model(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: {type: log, low: 1.0e-3, high: 1.0}\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app,
+        ["tune", "--task", TASK, "--strategy", "tpe", "--trials", "5", "--epochs", "2", "--cv", "2",
+         "--pruner", "median", "--space", str(space), "--study", "cli", "-o", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "refit test accuracy" in " ".join(res.output.split())
+    for name in ("tuning.html", "tuning.json", "tuning-history.png", "tuning-lr.png", "final.pt"):
+        assert (out / name).stat().st_size > 0, name
+    data = json.loads((out / "tuning.json").read_text())
+    assert data["cv"] == 2 and len(data["trials"]) == 5 and data["test_metric"] > 0.8
+    page = (out / "tuning.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "2-fold cross-validation" in page
+    shown = CliRunner().invoke(
+        app, ["study", "show", "--storage", f"sqlite:///{out / 'lrkit-studies.db'}", "--study", "cli"]
+    )
+    assert shown.exit_code == 0 and "5 trials" in " ".join(shown.output.split())
+    plotted = CliRunner().invoke(
+        app,
+        [
+            "study",
+            "plot",
+            "--storage",
+            f"sqlite:///{out / 'lrkit-studies.db'}",
+            "--study",
+            "cli",
+            "-o",
+            str(tmp_path / "p"),
+        ],
+    )
+    assert plotted.exit_code == 0 and (tmp_path / "p" / "tuning.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trials", "0"], "`trials` must be an int >= 1"),
+        (["--strategy", "anneal"], "`strategy` must be one of"),
+        (["--storage", "postgresql://u:pw123@127.0.0.1:1/db"], "cannot connect"),
+        (["--space", "missing.yaml"], "cannot read the search space file"),
+    ],
+)
+def test_cli_bad_input_exits_2_without_traceback(args: list[str], message: str) -> None:
+    res = CliRunner().invoke(app, ["tune", "--task", TASK, "--epochs", "1", *args])
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split()) and "Traceback" not in res.output
+    assert "pw123" not in res.output
+
+
+def test_python_m_lrkit_cli_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "lrkit.cli", "tune", "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "--strategy" in out.stdout
+
+
+def test_intermediate_values_are_epochs() -> None:
+    storage = open_storage(None)
+    study = optuna.create_study(storage=storage, direction="maximize")
+    del study
+    result = tune(TASK, {"lr": Choice((0.1,))}, strategy="grid", epochs=3, refit=False)
+    assert result.trials[0].epochs == 3
