@@ -339,7 +339,16 @@ def test_storage_urls_never_show_the_password() -> None:
 def test_postgres_url_without_driver_works(postgres_url: str) -> None:
     assert postgres_url.startswith("postgresql://")
     space = {"lr": LogFloat(1e-2, 1.0)}
-    result = tune(TASK, space, strategy="random", trials=2, epochs=1, storage=postgres_url, study="plain-url", refit=False)
+    result = tune(
+        TASK,
+        space,
+        strategy="random",
+        trials=2,
+        epochs=1,
+        storage=postgres_url,
+        study="plain-url",
+        refit=False,
+    )
     assert result.count("COMPLETE") == 2 and result.storage == postgres_url
     assert len(load_result(postgres_url, "plain-url").trials) == 2
 
