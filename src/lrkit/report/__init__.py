@@ -5,7 +5,14 @@
 - `write_tuning_report`: ``tuning.html`` for the result of `lrkit.tune.tune` (`render_tuning_report`).
 """
 
-from lrkit.report._html import render_report, write_report
-from lrkit.report._tuning import render_tuning_report, write_tuning_report
+from lrkit.report._html import compare_section, render_report, write_report
+from lrkit.report._tuning import render_tuning_report, tuning_section, write_tuning_report
 
-__all__ = ["render_report", "render_tuning_report", "write_report", "write_tuning_report"]
+__all__ = [
+    "compare_section",
+    "render_report",
+    "render_tuning_report",
+    "tuning_section",
+    "write_report",
+    "write_tuning_report",
+]

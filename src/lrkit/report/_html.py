@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lrkit.train import CompareResult
 
-__all__ = ["render_report", "write_report"]
+__all__ = ["compare_section", "render_report", "write_report"]
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 980px; color: #222; }
@@ -41,6 +41,16 @@ def render_report(result: CompareResult, title: str, figures: Mapping[str, bytes
         title: the page heading.
         figures: PNG bytes by caption, embedded as ``data:`` URLs in this order.
     """
+    e = html.escape
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{e(title)}</h1>\n{compare_section(result, figures)}</body>\n</html>\n"
+    )
+
+
+def compare_section(result: CompareResult, figures: Mapping[str, bytes]) -> str:
+    """The body of `render_report` without its heading: what ran, the table, the figures."""
     from lrkit.train import format_metric
 
     e = html.escape
@@ -79,16 +89,14 @@ def render_report(result: CompareResult, title: str, figures: Mapping[str, bytes
         for cap, png in figures.items()
     ]
     return (
-        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f'<h1>{e(title)}</h1>\n<p class="meta">{meta}</p>\n'
+        f'<p class="meta">{meta}</p>\n'
         "<table>\n<tr>"
         + "".join(f"<th>{e(h)}</th>" for h in head)
         + "</tr>\n"
         + "\n".join(rows)
         + "\n</table>\n"
         + "\n".join(imgs)
-        + "\n</body>\n</html>\n"
+        + "\n"
     )
 
 

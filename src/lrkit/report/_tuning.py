@@ -29,6 +29,16 @@ def render_tuning_report(
 ) -> str:
     """The page: the settings, the best configuration and its refit test score, the figures, every trial."""
     e = html.escape
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
+        f"<style>{_CSS}</style></head>"
+        f"<body><h1>{e(title)}</h1>{tuning_section(result, figures)}</body></html>\n"
+    )
+
+
+def tuning_section(result: TuneResult, figures: Mapping[str, bytes]) -> str:
+    """The body of `render_tuning_report` without its heading."""
+    e = html.escape
     names = sorted({k for t in result.trials for k in t.params})
     best = result.best
     validation = "hold-out validation" if not result.cv else f"{result.cv}-fold cross-validation"
@@ -71,11 +81,7 @@ def render_tuning_report(
         cells.append("-" if t.retried_from is None else str(t.retried_from))
         rows.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     lines.append(f"<table><tr>{head}</tr>{''.join(rows)}</table>")
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
-        f"<style>{_CSS}</style></head>"
-        f"<body><h1>{e(title)}</h1>{''.join(lines)}</body></html>\n"
-    )
+    return "\n".join(lines) + "\n"
 
 
 def write_tuning_report(

@@ -45,7 +45,7 @@ def _space(space: Any, task: Task, optimizer: str, schedule: str, seed: int, epo
     if space is None:
         raise SpaceError("`space` is required: a mapping of parameters, a YAML file, or 'auto'")
     if isinstance(space, str) and space == "auto":
-        return auto_space(task, optimizer, schedule, seed=seed, epochs=epochs)
+        return auto_space(task, optimizer, schedule, seed=seed, epochs=epochs)[0]
     if isinstance(space, str | Path):
         return load_space(space)
     if isinstance(space, Mapping) and all(isinstance(v, Param) for v in space.values()):

@@ -245,11 +245,12 @@ def check_space(space: Mapping[str, Param], optimizer: str, schedule: str) -> No
 
 def auto_space(
     task: Task, optimizer: str, schedule: str, *, seed: int = 0, epochs: int | None = None
-) -> dict[str, Param]:
+) -> tuple[dict[str, Param], Any]:
     """``lr`` log-uniform over a decade either side of the LR range test's suggestion.
 
     The range test (with its verification on the validation split) is run for `optimizer` and
-    the target of `schedule` (the peak of one-cycle, else a constant LR).
+    the target of `schedule` (the peak of one-cycle, else a constant LR). Returns the space and
+    the `FinderResult` (its steps and seconds are what the space cost).
     """
     import warnings
 
@@ -275,7 +276,7 @@ def auto_space(
             f"space='auto': the LR range test gave no suggestion for {task.name or 'the task'} "
             f"(status {result.status!r}); give the search space explicitly"
         )
-    return {"lr": LogFloat(float(f"{s / 10:.4g}"), float(f"{s * 10:.4g}"))}
+    return {"lr": LogFloat(float(f"{s / 10:.4g}"), float(f"{s * 10:.4g}"))}, result
 
 
 def describe(plan: Plan) -> dict[str, Any]:
