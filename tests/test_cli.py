@@ -134,7 +134,9 @@ def test_bad_steps_is_a_clean_error(steps: str) -> None:
 
 def test_demo_writes_the_gallery(tmp_path: Path) -> None:
     out = tmp_path / "gallery"
-    result = runner.invoke(app, ["demo", "-o", str(out)])
+    result = runner.invoke(
+        app, ["demo", "-o", str(out), "--task", "logreg-digits", "--seeds", "1", "--trials", "4"]
+    )
     assert result.exit_code == 0, result.output
     assert "lrkit schedule gallery" in result.stdout and "onecycle(0.1," in result.stdout
 
@@ -152,11 +154,25 @@ def test_demo_writes_the_gallery(tmp_path: Path) -> None:
     plateau = next(e for e in entries if e["spec"].startswith("plateau"))
     assert plateau["metrics"] and plateau["config"]["reductions"]  # the LR was reduced
 
-    # then the LR range test on a built-in task, added to the same page
+    # then the tour of a task, added to the same page: range test, comparison, tuning
+    page = (out / "index.html").read_text(encoding="utf-8")
     assert (out / "lr_find.png").read_bytes().startswith(PNG_SIGNATURE)
     finder = json.loads((out / "lr_find.json").read_text(encoding="utf-8"))
-    assert finder["target"] == "onecycle" and finder["verification"]["on"] == "validation loss"
-    assert page.count("data:image/png;base64,") == 2 and "LR range test" in page
+    assert finder["target"] == "constant" and finder["verification"]["on"] == "validation loss"
+    for heading in (
+        "1. LR range test: logreg-digits",
+        "2. Schedules at the suggested LR",
+        "3. Tuning the LR",
+    ):
+        assert heading in page
+    lr = finder["suggestion"]
+    assert f"constant({lr:.3g})" in page and f"cosine({lr:.3g}, steps=340)" in page and "multistep(" in page
+    tuned = json.loads((out / "tuning.json").read_text(encoding="utf-8"))
+    assert len(tuned["trials"]) == 4 and tuned["pruner"] == "asha" and tuned["test_metric"] > 0.8
+    assert all(lr / 10 * 0.999 <= t["params"]["lr"] <= lr * 10 * 1.001 for t in tuned["trials"])
+    assert page.count("data:image/png;base64,") == 5  # gallery, range test, curves, history, lr
+    assert "refit on train+val" in result.stdout and "test accuracy" in result.stdout
+    assert (out / "tune" / "final.pt").exists()
 
 
 def test_installed_script_without_torch() -> None:

@@ -1,4 +1,5 @@
-"""``lrkit demo``: the schedule gallery (a figure, a summary table, an HTML page and the configs)."""
+"""``lrkit demo``: the schedule gallery (a figure, a summary table, an HTML page and the configs),
+then the tour of a task: range test, schedules compared, tuning (`lrkit.cli._tour`)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ EVAL_EVERY = 10
 COLUMNS = 4
 
 DEFAULT_DIR = Path("demo-out")
+#: The task of the tour.
+DEFAULT_TASK = "mlp-digits"
 
 
 @dataclass(frozen=True)
@@ -238,65 +241,43 @@ def write_gallery(out_dir: Path, entries: list[GalleryEntry]) -> list[Path]:
 
 def demo(
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Directory for gallery.png, index.html, gallery.json.")
+        Path, typer.Option("--output", "-o", help="Directory for index.html and the figures and data.")
     ] = DEFAULT_DIR,
+    task: Annotated[
+        str, typer.Option("--task", "-t", help="The task of the tour: a built-in name or a reference.")
+    ] = DEFAULT_TASK,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per schedule in the comparison.")] = 2,
+    trials: Annotated[int, typer.Option("--trials", help="Trials of the tuning run.")] = 12,
 ) -> None:
-    """The tour: the schedule gallery, then the LR range test on a built-in task."""
+    """The tour: the schedule gallery, then on a task the LR range test, constant / step / cosine /
+    one-cycle compared at its suggestion, and a small tuning run with pruning, in one HTML page."""
+    if seeds < 1 or trials < 1:
+        fail(f"--seeds and --trials must be >= 1, got --seeds {seeds} --trials {trials}")
     entries = build_entries()
     try:
         paths = write_gallery(output, entries)
     except OSError as e:
         fail(f"cannot write the gallery to {output}: {e}", code=1)
-    Console().print(summary_table(entries))
+    console = Console()
+    console.print(summary_table(entries))
     for p in paths:
         typer.echo(f"wrote {p}")
-    paths = demo_finder(output)
-    for p in paths:
-        typer.echo(f"wrote {p}")
-
-
-def demo_finder(out_dir: Path, task_name: str = "mlp-digits") -> list[Path]:
-    """Run the range test on a built-in task for a one-cycle schedule, verified on validation
-    data, and add its picture and table to ``index.html``; nothing when torch is missing."""
     try:
-        import torch
-
-        from lrkit.finder import find_lr
-        from lrkit.tasks import get, make_optimizer
+        import torch  # noqa: F401
     except ImportError:
-        typer.echo("torch is not installed: skipping the LR finder (pip install 'lrkit[tasks]')")
-        return []
-    torch.set_num_threads(1)
-    task = get(task_name)
-    model = task.model(0)
-    opt = make_optimizer("momentum", model.parameters(), 0.1)
-    total = task.epochs * task.steps_per_epoch()
-    result = find_lr(
-        model,
-        opt,
-        task.loss,
-        task.loader(0),
-        target="onecycle",
-        val_loader=task.loader(0, "val"),
-        train_steps=total,
-    )
-    png, js = out_dir / "lr_find.png", out_dir / "lr_find.json"
-    result.plot(png)
-    result.to_json(js)
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{_fmt(v)}</td></tr>" for name, v in result.suggestions.items()
-    )
-    data = base64.b64encode(png.read_bytes()).decode("ascii")
-    section = (
-        f"<h2>LR range test: {task_name}, SGD with momentum, for a one-cycle schedule</h2>\n"
-        f"<p>Suggested peak LR: <b>{_fmt(result.suggestion)}</b> (verified on the validation "
-        f"split within one training run of {total} steps). Every rule's reading of the curve:</p>\n"
-        f"<table><tr><th>rule</th><th>LR</th></tr>{rows}</table>\n"
-        f'<img alt="LR range test" src="data:image/png;base64,{data}">\n'
-    )
-    page = out_dir / "index.html"
-    page.write_text(
-        page.read_text(encoding="utf-8").replace("</body>", section + "</body>"), encoding="utf-8"
-    )
-    Console().print(f"LR range test on {task_name}: suggested one-cycle peak {_fmt(result.suggestion)}")
-    return [png, js]
+        typer.echo(
+            "torch is not installed: skipping the range test, comparison and tuning "
+            "(pip install 'lrkit[all]')"
+        )
+        return
+    from lrkit.cli._tour import run_tour, summary
+    from lrkit.tasks import TaskError
+
+    try:
+        tour = run_tour(output, task, seeds=seeds, trials=trials, console=console)
+    except ImportError as e:
+        fail(str(e), code=1)
+    except (TaskError, ValueError) as e:
+        fail(str(e))
+    console.print(summary(tour))
+    typer.echo(f"wrote {output / 'index.html'} (one self-contained page)")

@@ -1,0 +1,183 @@
+"""The main job of ``lrkit demo`` on a task: the range test, schedules compared at its
+suggestion, a small tuning run with pruning, each added as a section of the demo's HTML page."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+#: The optimizer of the tour: SGD with momentum 0.9, whose LR matters most.
+OPTIMIZER = "momentum"
+
+
+@dataclass
+class Tour:
+    """What the tour found, for the terminal summary."""
+
+    task: str
+    constant_lr: float
+    peak_lr: float
+    best_schedule: str
+    best_metric: float
+    tuned_lr: float
+    tuned_metric: float
+    test_metric: float
+    metric: str
+
+
+def _img(png: bytes, alt: str) -> str:
+    return (
+        f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+    )
+
+
+def _append(page: Path, section: str) -> None:
+    text = page.read_text(encoding="utf-8")
+    page.write_text(text.replace("</body>", section + "</body>"), encoding="utf-8")
+
+
+def _range_test(task: Any, target: str, total: int) -> Any:
+    import torch
+
+    from lrkit import optim
+    from lrkit.finder import find_lr
+
+    torch.manual_seed(0)
+    model = task.model(0)
+    opt = optim.make(OPTIMIZER, model.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return find_lr(
+            model,
+            opt,
+            task.loss,
+            task.loader(0),
+            target=target,
+            val_loader=task.loader(0, "val"),
+            train_steps=total,
+        )
+
+
+def schedules_at(lr: float, peak: float, total: int) -> list[str]:
+    """Constant, step decay, cosine and one-cycle specs for a run of `total` steps.
+
+    The first three start at the range test's constant-LR suggestion `lr`; one-cycle peaks at its
+    one-cycle suggestion `peak` (its warm-up lets it go higher).
+
+    >>> for spec in schedules_at(0.05, 0.2, 100):
+    ...     print(spec)
+    constant(0.05)
+    multistep(0.05, milestones=[50, 75], factor=0.1)
+    cosine(0.05, steps=100)
+    onecycle(0.2, steps=100)
+    """
+    a, b = max(1, total // 2), max(2, (3 * total) // 4)
+    return [
+        f"constant({lr:.3g})",
+        f"multistep({lr:.3g}, milestones=[{a}, {b}], factor=0.1)",
+        f"cosine({lr:.3g}, steps={total})",
+        f"onecycle({peak:.3g}, steps={total})",
+    ]
+
+
+def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12, console: Console) -> Tour:
+    """Range test, comparison and tuning on `task_name`; sections appended to ``out_dir/index.html``."""
+    import torch
+
+    from lrkit.plot import plot_training, plot_tuning
+    from lrkit.report import compare_section, tuning_section
+    from lrkit.report._html import _png
+    from lrkit.tasks import load
+    from lrkit.train import compare
+    from lrkit.tune import LogFloat, tune
+
+    torch.set_num_threads(1)
+    task = load(task_name)
+    total = task.epochs * task.steps_per_epoch()
+    page = out_dir / "index.html"
+
+    console.print(
+        f"[bold]1/3 range test[/bold] on {task.name} ({OPTIMIZER}), for a constant LR and a one-cycle peak"
+    )
+    const = _range_test(task, "constant", total)
+    cycle = _range_test(task, "onecycle", total)
+    for r in (const, cycle):
+        if not math.isfinite(r.suggestion):
+            raise ValueError(f"the range test on {task.name} gave no suggestion (status {r.status!r})")
+    const.plot(out_dir / "lr_find.png")
+    const.to_json(out_dir / "lr_find.json")
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{const.suggestions[k]:.3g}</td>"
+        f"<td>{cycle.suggestions.get(k, math.nan):.3g}</td></tr>"
+        for k in const.suggestions
+    )
+    _append(
+        page,
+        f"<h2>1. LR range test: {html.escape(task.name)}, SGD with momentum 0.9</h2>\n"
+        f"<p>Suggested constant LR <b>{const.suggestion:.3g}</b>, "
+        f"one-cycle peak <b>{cycle.suggestion:.3g}</b> "
+        f"(each verified on the validation split within one training run of {total} steps).</p>\n"
+        f"<table><tr><th>rule</th><th>constant</th><th>one-cycle peak</th></tr>{rows}</table>\n"
+        f"{_img((out_dir / 'lr_find.png').read_bytes(), 'LR range test')}\n",
+    )
+
+    specs = schedules_at(const.suggestion, cycle.suggestion, total)
+    console.print(f"[bold]2/3 compare[/bold] constant, step, cosine and one-cycle, {seeds} seeds each")
+    result = compare(task_name, schedules=specs, optimizers=[OPTIMIZER], seeds=seeds)
+    fig = plot_training(result)
+    fig.savefig(out_dir / "compare.png", dpi=110)
+    _append(
+        page,
+        "<h2>2. Schedules at the suggested LR</h2>\n"
+        + compare_section(result, {"training curves": _png(fig)}),
+    )
+    best = result.best()
+
+    lo, hi = const.suggestion / 10, const.suggestion * 10
+    console.print(
+        f"[bold]3/3 tune[/bold] the constant LR in [{lo:.3g}, {hi:.3g}]: TPE, {trials} trials, ASHA pruning"
+    )
+    tuned = tune(
+        task,
+        {"lr": LogFloat(float(f"{lo:.4g}"), float(f"{hi:.4g}"))},
+        strategy="tpe",
+        pruner="asha",
+        trials=trials,
+        optimizer=OPTIMIZER,
+        schedule="constant",
+        out=out_dir / "tune",
+    )
+    figures = {name: _png(f) for name, f in plot_tuning(tuned).items()}
+    tuned.to_json(out_dir / "tuning.json")
+    _append(page, "<h2>3. Tuning the LR</h2>\n" + tuning_section(tuned, figures))
+    return Tour(
+        task=task.name,
+        constant_lr=const.suggestion,
+        peak_lr=cycle.suggestion,
+        best_schedule=best.schedule if best is not None else "-",
+        best_metric=best.metric_mean if best is not None else math.nan,
+        tuned_lr=float(tuned.best_params.get("lr", math.nan)),
+        tuned_metric=tuned.best_value,
+        test_metric=math.nan if tuned.test_metric is None else tuned.test_metric,
+        metric=task.metric,
+    )
+
+
+def summary(t: Tour) -> Table:
+    """The terminal summary of the tour."""
+    table = Table(title=f"lrkit demo: {t.task}")
+    table.add_column("step")
+    table.add_column("result")
+    table.add_row("range test", f"constant LR {t.constant_lr:.3g}; one-cycle peak {t.peak_lr:.3g}")
+    table.add_row("best schedule", f"{t.best_schedule}: val {t.metric} {t.best_metric:.4g}")
+    table.add_row("tuned constant LR", f"{t.tuned_lr:.3g}: val {t.metric} {t.tuned_metric:.4g}")
+    table.add_row("refit on train+val", f"test {t.metric} {t.test_metric:.4g}")
+    return table
