@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -417,9 +416,14 @@ def test_python_m_lrkit_cli_runs() -> None:
     assert out.returncode == 0 and "--strategy" in out.stdout
 
 
-def test_intermediate_values_are_epochs() -> None:
-    storage = open_storage(None)
-    study = optuna.create_study(storage=storage, direction="maximize")
-    del study
+def test_a_single_grid_point_runs_all_its_epochs() -> None:
     result = tune(TASK, {"lr": Choice((0.1,))}, strategy="grid", epochs=3, refit=False)
     assert result.trials[0].epochs == 3
+
+
+def test_timeout_stops_starting_trials() -> None:
+    result = tune(
+        TASK, {"lr": LogFloat(1e-3, 1.0)}, strategy="random", trials=500, epochs=1, timeout=1.0, refit=False
+    )
+    assert 1 <= len(result.trials) < 500
+    assert all(t.state == "COMPLETE" for t in result.trials)

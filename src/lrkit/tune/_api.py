@@ -235,7 +235,8 @@ def tune(
         work(plan, the_task, url, study_name, tickets, deadline=deadline, heartbeat=heartbeat,
              study=the_study, on_trial=on_trial)  # fmt: skip
     else:
-        shipped = the_task if ctx.get_start_method() == "fork" else str(task)
+        # forked workers inherit the task; spawned ones load it again from its name (or unpickle it)
+        shipped = task if isinstance(task, str) and ctx.get_start_method() != "fork" else the_task
         _supervise(
             plan, shipped, url, study_name, tickets, workers, deadline, heartbeat, the_study, ctx, on_trial
         )
