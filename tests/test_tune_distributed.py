@@ -31,7 +31,7 @@ def _space(tmp_path: Path) -> Path:
 
 
 def _kill_a_worker_mid_trial(url: str, study: str, proc: subprocess.Popen[str]) -> tuple[int, int]:
-    """SIGKILL the worker of a trial that started moments ago; (trial number, pid)."""
+    """SIGKILL the worker of a running trial that has drawn its parameters; (trial number, pid)."""
     storage = open_storage(url)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -46,7 +46,7 @@ def _kill_a_worker_mid_trial(url: str, study: str, proc: subprocess.Popen[str]) 
         for t in trials:
             worker = t.user_attrs.get("worker")
             started = t.datetime_start
-            if worker and started is not None and t.number >= 2:
+            if worker and started is not None and t.params and t.number >= 2:  # training, not starting
                 pid = int(worker.rsplit(":", 1)[1])
                 os.kill(pid, signal.SIGKILL)
                 return t.number, pid
@@ -78,6 +78,7 @@ def _run_and_kill(url: str, tmp_path: Path, workers: int, trials: int) -> None:
     assert failed[0].user_attrs["worker"].endswith(f":{pid}")
     reruns = [t for t in all_trials if t.system_attrs.get("failed_trial") == victim]
     assert len(reruns) == 1, "the killed trial is run again once"
+    assert failed[0].params, "the trial was killed while training"
     assert reruns[0].state.name == "COMPLETE" and reruns[0].params == failed[0].params
     assert not reruns[0].user_attrs["worker"].endswith(f":{pid}")
     complete = [t for t in all_trials if t.state.name == "COMPLETE"]

@@ -285,7 +285,7 @@ def _supervise(
     procs = {i: start(i) for i in range(workers)}
     next_index = workers
     pending_deaths: list[float] = []
-    seen = 0
+    seen: set[int] = set()
     try:
         while procs or pending_deaths:
             time.sleep(0.2)
@@ -308,10 +308,10 @@ def _supervise(
                     procs[next_index] = start(next_index)
                     next_index += 1
             if on_trial is not None:
-                done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-                for t in sorted(done, key=lambda t: t.number)[seen:]:
-                    on_trial(t.number, t.state.value, math.nan if t.value is None else float(t.value))
-                seen = len(done)
+                for t in study.get_trials(deepcopy=False):
+                    if t.state.is_finished() and t.number not in seen:
+                        seen.add(t.number)
+                        on_trial(t.number, t.state.value, math.nan if t.value is None else float(t.value))
     finally:
         for p in procs.values():
             if p.is_alive():
