@@ -279,7 +279,7 @@ def fit(
     if isinstance(optimizer, torch.optim.Optimizer):
         opt, opt_name = optimizer, type(optimizer).__name__
     else:
-        opt, opt_name = make(optimizer, net.parameters(), lr), optimizer
+        opt, opt_name = make(optimizer, net, lr), optimizer
     base_lr = float(lr) if lr is not None else _read(opt.defaults["lr"])
     loader = task.loader(seed, "train")
     per_epoch = len(loader)
