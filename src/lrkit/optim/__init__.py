@@ -14,7 +14,8 @@ used in their last step (``lr`` is only a multiplier of it for DoG and Prodigy).
 """
 
 from lrkit.optim._dog import DoG, dog_step
-from lrkit.optim._kfac import KFAC, KFACPreconditioner
+from lrkit.optim._kfac import KFACPreconditioner
+from lrkit.optim._kfac_optimizer import KFAC
 from lrkit.optim._prodigy import Prodigy
 from lrkit.optim._registry import REGISTRY, OptimizerSpec, get, make, names
 

@@ -12,7 +12,13 @@ __all__ = ["check_interval", "check_number", "interval_at"]
 
 
 def check_number(
-    owner: str, name: str, value: Any, *, low: float, high: float = math.inf, low_open: bool = False,
+    owner: str,
+    name: str,
+    value: Any,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = False,
     high_open: bool = False,
 ) -> float:
     """`value` as a float, or a `ValueError` unless it is a real number in the stated range."""

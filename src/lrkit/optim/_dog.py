@@ -68,8 +68,8 @@ class DoG(torch.optim.Optimizer):
         weight_decay: L2 penalty added to the gradient, >= 0.
         layer_wise: L-DoG: one step size per tensor instead of one per param group.
 
-    State (per group for DoG, per tensor for L-DoG): ``rbar``, ``gsum`` and ``eta``, plain floats;
-    per tensor ``x0``, the starting point.
+    State (per group for DoG, per tensor for L-DoG): ``rbar``, ``gsum``, ``eta`` and ``last_step``
+    (``lr * eta`` of the last step), plain floats; per tensor ``x0``, the starting point.
 
     >>> model = torch.nn.Linear(3, 1)
     >>> opt = DoG(model.parameters())
@@ -121,20 +121,21 @@ class DoG(torch.optim.Optimizer):
                     if "rbar" not in st:
                         st["rbar"], st["gsum"] = group["reps_rel"] * (1.0 + math.sqrt(_sq([a]))), 0.0
                     st["rbar"], st["gsum"], st["eta"] = dog_step([p], [g], [a], st["rbar"], st["gsum"], lr)
+                    st["last_step"] = lr * st["eta"]
             else:
                 if "rbar" not in group:
                     group["rbar"], group["gsum"] = group["reps_rel"] * (1.0 + math.sqrt(_sq(x0))), 0.0
                 group["rbar"], group["gsum"], group["eta"] = dog_step(
                     params, grads, x0, group["rbar"], group["gsum"], lr
                 )
+                group["last_step"] = lr * group["eta"]
         return loss
 
     def effective_lr(self) -> float:
-        """The first group's step size in the last step: ``lr * eta_t`` (for L-DoG the mean over
-        its tensors); NaN before the first step."""
+        """The first group's step size in the last step: ``lr * eta_t`` with the ``lr`` of that
+        step (for L-DoG the mean over its tensors); NaN before the first step."""
         group = self.param_groups[0]
-        lr = float(group["lr"])
         if not group["layer_wise"]:
-            return lr * group["eta"] if "eta" in group else math.nan
-        etas = [self.state[p]["eta"] for p in group["params"] if "eta" in self.state.get(p, {})]
-        return lr * sum(etas) / len(etas) if etas else math.nan
+            return float(group.get("last_step", math.nan))
+        steps = [self.state[p]["last_step"] for p in group["params"] if "last_step" in self.state.get(p, {})]
+        return sum(steps) / len(steps) if steps else math.nan

@@ -54,7 +54,7 @@ class Prodigy(torch.optim.Optimizer):
         d0: the initial estimate ``d_0``, > 0 (a strict underestimate is intended).
 
     ``d`` and ``r`` are shared by all param groups; they are plain floats kept in every group (so
-    they travel with ``state_dict``), with ``d_last``, the ``d`` used by the last step.
+    they travel with ``state_dict``), with ``last_step``, the group's ``lr * d`` of the last step.
 
     >>> model = torch.nn.Linear(3, 1)
     >>> opt = Prodigy(model.parameters())
@@ -83,7 +83,7 @@ class Prodigy(torch.optim.Optimizer):
             "eps": check_number(me, "eps", eps, low=0.0, low_open=True),
             "weight_decay": check_number(me, "weight_decay", weight_decay, low=0.0),
             "d": check_number(me, "d0", d0, low=0.0, low_open=True),
-            "d_last": math.nan,
+            "last_step": math.nan,
             "r": 0.0,
         }
         super().__init__(params, defaults)
@@ -123,7 +123,7 @@ class Prodigy(torch.optim.Optimizer):
                 p.mul_(1.0 - lr * d * wd)
             p.addcdiv_(st["m"], st["v"].sqrt().add_(d * group["eps"]), value=-lr * d)
         for group in self.param_groups:
-            group["d"], group["r"], group["d_last"] = d_next, r_new, d
+            group["d"], group["r"], group["last_step"] = d_next, r_new, float(group["lr"]) * d
         return loss
 
     @property
@@ -132,7 +132,8 @@ class Prodigy(torch.optim.Optimizer):
         return float(self.param_groups[0]["d"])
 
     def effective_lr(self) -> float:
-        """The first group's step size: ``lr * d`` of the last step (``lr * d0`` before any)."""
+        """The first group's step size ``lr * d`` in the last step (``lr * d0`` before any), with
+        the ``lr`` and ``d`` that step used."""
         group = self.param_groups[0]
-        d = group["d_last"] if math.isfinite(group["d_last"]) else group["d"]
-        return float(group["lr"]) * d
+        last = float(group["last_step"])
+        return last if math.isfinite(last) else float(group["lr"]) * float(group["d"])

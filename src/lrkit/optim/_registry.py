@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from lrkit.optim._dog import DoG
-from lrkit.optim._kfac import KFAC
+from lrkit.optim._kfac_optimizer import KFAC
 from lrkit.optim._prodigy import Prodigy
 
 __all__ = ["REGISTRY", "OptimizerSpec", "get", "make", "names"]
