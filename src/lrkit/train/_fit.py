@@ -319,6 +319,8 @@ def fit(
 
         net.train()
         group = opt.param_groups[0]
+        # LR-free optimizers and K-FAC report the step size they actually took
+        effective_lr = getattr(opt, "effective_lr", None)
         with _Progress(
             sys.stderr.isatty() if progress is None else progress, epochs * per_epoch, first_epoch * per_epoch
         ) as bar:
@@ -350,6 +352,8 @@ def fit(
                     else:
                         loss.backward()
                         opt.step()
+                    if callable(effective_lr):
+                        history.lrs[-1] = float(effective_lr())
                     scheduler.step()
                     bar.step(f"epoch {epoch}/{epochs}", value, history.lrs[-1])
                 if history.status == "diverged":
