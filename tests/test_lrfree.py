@@ -48,7 +48,8 @@ def test_ldog_has_one_step_size_per_tensor_and_lr_multiplies() -> None:
     eff = _quadratic_steps(opt, [a, b], 1)
     eta_a, eta_b = 0.1 * 6 / 5, 0.1 * 2 / 1  # r_eps / ||g|| for each tensor alone
     assert opt.state[a]["eta"] == pytest.approx(eta_a) and opt.state[b]["eta"] == pytest.approx(eta_b)
-    assert eff[0] == pytest.approx(0.5 * (eta_a + eta_b) / 2)  # the multiplier times the mean
+    # one step size that moves as far: sqrt(sum (0.5 eta_i)^2 ||g_i||^2 / sum ||g_i||^2)
+    assert eff[0] == pytest.approx(0.5 * math.sqrt((eta_a**2 * 25 + eta_b**2 * 1) / 26))
     torch.testing.assert_close(a.detach(), torch.tensor([3.0, 4.0], dtype=torch.float64) * (1 - 0.5 * eta_a))
     glob = DoG([torch.zeros(2, requires_grad=True)])
     assert math.isnan(glob.effective_lr())  # no step taken yet

@@ -69,7 +69,8 @@ class DoG(torch.optim.Optimizer):
         layer_wise: L-DoG: one step size per tensor instead of one per param group.
 
     State (per group for DoG, per tensor for L-DoG): ``rbar``, ``gsum``, ``eta`` and ``last_step``
-    (``lr * eta`` of the last step), plain floats; per tensor ``x0``, the starting point.
+    (``lr * eta`` of the last step), plain floats, for L-DoG also ``last_gsq`` (the last squared
+    gradient norm); per tensor ``x0``, the starting point.
 
     >>> model = torch.nn.Linear(3, 1)
     >>> opt = DoG(model.parameters())
@@ -120,8 +121,9 @@ class DoG(torch.optim.Optimizer):
                     st = self.state[p]
                     if "rbar" not in st:
                         st["rbar"], st["gsum"] = group["reps_rel"] * (1.0 + math.sqrt(_sq([a]))), 0.0
-                    st["rbar"], st["gsum"], st["eta"] = dog_step([p], [g], [a], st["rbar"], st["gsum"], lr)
-                    st["last_step"] = lr * st["eta"]
+                    gsum = st["gsum"]
+                    st["rbar"], st["gsum"], st["eta"] = dog_step([p], [g], [a], st["rbar"], gsum, lr)
+                    st["last_step"], st["last_gsq"] = lr * st["eta"], st["gsum"] - gsum
             else:
                 if "rbar" not in group:
                     group["rbar"], group["gsum"] = group["reps_rel"] * (1.0 + math.sqrt(_sq(x0))), 0.0
@@ -133,9 +135,16 @@ class DoG(torch.optim.Optimizer):
 
     def effective_lr(self) -> float:
         """The first group's step size in the last step: ``lr * eta_t`` with the ``lr`` of that
-        step (for L-DoG the mean over its tensors); NaN before the first step."""
+        step; NaN before the first step.
+
+        For L-DoG, whose tensors have step sizes ``s_i``, it is the one step size that moves as far
+        with the same gradients: ``sqrt(sum_i s_i^2 ||g_i||^2 / sum_i ||g_i||^2)``.
+        """
         group = self.param_groups[0]
         if not group["layer_wise"]:
             return float(group.get("last_step", math.nan))
-        steps = [self.state[p]["last_step"] for p in group["params"] if "last_step" in self.state.get(p, {})]
-        return sum(steps) / len(steps) if steps else math.nan
+        states = [self.state[p] for p in group["params"] if "last_step" in self.state.get(p, {})]
+        gsq = sum(st["last_gsq"] for st in states)
+        if not states or not gsq > 0.0:
+            return math.nan
+        return math.sqrt(sum(st["last_step"] ** 2 * st["last_gsq"] for st in states) / gsq)
