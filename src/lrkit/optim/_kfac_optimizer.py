@@ -52,7 +52,7 @@ class KFAC(torch.optim.SGD):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         nesterov: bool = False,
-        damping: float = 1e-3,
+        damping: float = 0.1,
         factor_decay: float = 0.95,
         factor_update: int | Schedule = 1,
         inverse_update: int | Schedule = 10,
