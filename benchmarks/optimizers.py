@@ -23,7 +23,7 @@ K-FAC's cost per step is measured against SGD with momentum in the same process:
 
 Usage::
 
-    nice -n 5 .venv/bin/python benchmarks/optimizers.py            # about 10 minutes on one core
+    nice -n 5 .venv/bin/python benchmarks/optimizers.py            # about 5 minutes on one core
     nice -n 5 .venv/bin/python benchmarks/optimizers.py --quick    # two tasks, one seed: a smoke run
     .venv/bin/python benchmarks/optimizers.py --out report.md
 
