@@ -3,6 +3,7 @@ against tuned SGD, update intervals, KL clipping, fallback layers, and argument 
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -10,8 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import KFAC, KFACPreconditioner
-from lrkit.schedules import constant
+from lrkit.optim._kfac_optimizer import sgd_step
+from lrkit.schedules import constant, cosine
 
 
 def _aug(x: torch.Tensor) -> torch.Tensor:
@@ -190,6 +193,61 @@ def test_unsupported_layers_keep_the_plain_gradient_with_one_warning() -> None:
     assert sorted(opt.preconditioner.layers) == ["0", "2"]
 
 
+def test_the_sgd_step_is_torchs_and_a_schedule_advances_once_per_step() -> None:
+    torch.manual_seed(6)
+    for nesterov, wd in ((False, 0.0), (True, 1e-2)):
+        ours, theirs = torch.randn(5), None
+        ref = ours.clone().requires_grad_()
+        opt = torch.optim.SGD([ref], lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=wd)
+        bufs: list[torch.Tensor | None] = [None]
+        for _ in range(4):
+            g = torch.randn(5)
+            bufs = sgd_step([ours], [g], bufs, lr=0.1, momentum=0.9, weight_decay=wd, nesterov=nesterov)
+            ref.grad = g.clone()
+            opt.step()
+            theirs = ref.detach()
+        assert torch.equal(ours, theirs)
+    # a plain SGD exists (torch hooks its step); KFAC's step must still count once
+    model = nn.Linear(3, 1)
+    opt = KFAC(model, lr=0.1)
+    sched = ScheduleLR(opt, cosine(0.1, steps=10))
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(4, 3)).pow(2).mean().backward()
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(cosine(0.1, steps=10)(3))
+
+
+def test_preconditioner_under_adam_resumes_bit_for_bit() -> None:
+    def build() -> tuple[nn.Module, torch.optim.Optimizer, KFACPreconditioner]:
+        torch.manual_seed(7)
+        model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        return model, opt, KFACPreconditioner(model, opt, factor_update=2, inverse_update=3, kl_clip=1e-2)
+
+    def run(model: nn.Module, opt: torch.optim.Optimizer, pre: KFACPreconditioner, steps: range) -> None:
+        for s in steps:
+            g = torch.Generator().manual_seed(s)
+            opt.zero_grad()
+            model(torch.randn(6, 1, 4, 4, generator=g)).pow(2).mean().backward()
+            pre.step()
+            opt.step()
+
+    model, opt, pre = build()
+    run(model, opt, pre, range(5))
+    saved = copy.deepcopy((model.state_dict(), opt.state_dict(), pre.state_dict()))
+    run(model, opt, pre, range(5, 12))
+    model2, opt2, pre2 = build()
+    model2.load_state_dict(saved[0])
+    opt2.load_state_dict(saved[1])
+    pre2.load_state_dict(saved[2])
+    run(model2, opt2, pre2, range(5, 12))
+    for a, b in zip(model.parameters(), model2.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert pre2.steps == 12 and pre2.next_inverse == 12
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -202,6 +260,7 @@ def test_unsupported_layers_keep_the_plain_gradient_with_one_warning() -> None:
         ({"lr": 0.0}, r"KFAC: `lr` must be a finite number in \(0, inf\), got lr=0.0"),
         ({"lr": math.nan}, "got lr=nan"),
         ({"momentum": 1.0}, "`momentum` must be a finite number in \\[0, 1\\), got momentum=1.0"),
+        ({"momentum": 0.0, "nesterov": True}, "nesterov=True needs `momentum` > 0, got momentum=0.0"),
     ],
 )
 def test_bad_arguments_name_argument_and_value(kwargs: dict[str, object], message: str) -> None:
