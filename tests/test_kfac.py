@@ -248,6 +248,18 @@ def test_preconditioner_under_adam_resumes_bit_for_bit() -> None:
     assert pre2.steps == 12 and pre2.next_inverse == 12
 
 
+def test_mixed_precision_activations_give_float32_factors() -> None:
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    opt = KFAC(model, lr=0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(torch.randn(8, 3)).float().pow(2).mean()
+    loss.backward()
+    opt.step()
+    assert opt.preconditioner.layers["0"].factors["A"].dtype == torch.float32
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in model.parameters())
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

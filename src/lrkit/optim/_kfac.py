@@ -50,6 +50,11 @@ def _why_not(module: nn.Module) -> str | None:
     return type(module).__name__
 
 
+def _wide(x: Tensor) -> Tensor:
+    """Half-precision activations (mixed precision) become float32: factors and eigh need it."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 @dataclass
 class _Layer:
     """One preconditioned layer: what the hooks captured this step, and its factors."""
@@ -190,6 +195,10 @@ class KFACPreconditioner:
             own = [p for p in module.parameters(recurse=False) if p.requires_grad]
             if not own or (held is not None and not any(id(p) in held for p in own)):
                 continue
+            weight = getattr(module, "weight", None)
+            if held is not None and isinstance(weight, Tensor) and id(weight) not in held:
+                self.skipped.append((name, "its weight is not in the optimizer"))
+                continue
             why = _why_not(module)
             if why is not None:
                 self.skipped.append((name, why))
@@ -223,14 +232,15 @@ class KFACPreconditioner:
             return
         if not isinstance(output, Tensor) or not output.requires_grad:
             return
-        x = args[0].detach()
+        x = _wide(args[0].detach())
         if isinstance(module, nn.Conv2d) and x.ndim == 3:
             x = x[None]
         layer.inputs.append(x)
         unbatched = isinstance(module, nn.Conv2d) and output.ndim == 3
 
         def keep(g: Tensor) -> None:
-            layer.grads.append(g.detach()[None] if unbatched else g.detach())
+            g = _wide(g.detach())
+            layer.grads.append(g[None] if unbatched else g)
 
         output.register_hook(keep)
 
