@@ -1,16 +1,17 @@
-"""The optimizer registry: every name builds and steps, defaults match the table, errors name
-what is wrong."""
+"""The optimizer registry: every name builds and steps, defaults match the table, state dicts
+resume bit for bit, errors name what is wrong."""
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
 import torch
 
-from lrkit.optim import REGISTRY, OptimizerSpec, get, make, names
+from lrkit.optim import KFAC, REGISTRY, DoG, OptimizerSpec, Prodigy, get, make, names
 
-# name -> (torch class, default LR, settings that differ from torch's defaults)
+# name -> (optimizer class, default LR, settings that differ from the class's defaults)
 TABLE: dict[str, tuple[type[torch.optim.Optimizer], float, dict[str, object]]] = {
     "sgd": (torch.optim.SGD, 1e-2, {"momentum": 0, "nesterov": False}),
     "momentum": (torch.optim.SGD, 1e-3, {"momentum": 0.9, "nesterov": False}),
@@ -19,7 +20,13 @@ TABLE: dict[str, tuple[type[torch.optim.Optimizer], float, dict[str, object]]] =
     "rmsprop": (torch.optim.RMSprop, 1e-3, {}),
     "adam": (torch.optim.Adam, 1e-3, {"weight_decay": 0}),
     "adamw": (torch.optim.AdamW, 1e-3, {"weight_decay": 0.01}),
+    "kfac": (KFAC, 0.1, {"momentum": 0.9, "nesterov": False}),
+    "dog": (DoG, 1.0, {"layer_wise": False, "reps_rel": 1e-6}),
+    "ldog": (DoG, 1.0, {"layer_wise": True, "reps_rel": 1e-6}),
+    "prodigy": (Prodigy, 1.0, {"betas": (0.9, 0.999), "d": 1e-6}),
 }
+#: The names whose step size is not their `lr`: they report it with ``effective_lr()``.
+EFFECTIVE = {"kfac", "dog", "ldog", "prodigy"}
 
 
 def test_names_are_the_table() -> None:
@@ -36,8 +43,9 @@ def test_every_name_builds_with_its_default_and_steps(name: str) -> None:
     assert isinstance(spec.reason, str) and len(spec.reason) > 20 and "\n" not in spec.reason
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
-    opt = make(name, model.parameters())
+    opt = make(name, model)
     assert type(opt) is cls
+    assert hasattr(opt, "effective_lr") == (name in EFFECTIVE)
     assert opt.defaults["lr"] == lr
     for key, value in settings.items():
         assert opt.defaults[key] == value, key
@@ -46,6 +54,55 @@ def test_every_name_builds_with_its_default_and_steps(name: str) -> None:
     opt.step()
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    if name in EFFECTIVE:
+        assert 0.0 < opt.effective_lr() <= 1.0  # type: ignore[attr-defined]
+
+
+def _mlp() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+
+
+def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer, seeds: range) -> None:
+    for s in seeds:
+        g = torch.Generator().manual_seed(s)
+        x, y = torch.randn(16, 4, generator=g), torch.randn(16, 2, generator=g)
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("name", list(TABLE))
+def test_every_name_resumes_bit_for_bit_from_its_state_dict(name: str) -> None:
+    torch.manual_seed(0)
+    model = _mlp()
+    opt = make(name, model, lr=get(name).default_lr * 3)  # large enough to move every method
+    _steps(model, opt, range(4))
+    saved_model = {k: v.clone() for k, v in model.state_dict().items()}
+    saved_opt = torch.load(_roundtrip(opt.state_dict()), weights_only=True)
+    _steps(model, opt, range(4, 9))
+
+    fresh = _mlp()
+    fresh.load_state_dict(saved_model)
+    resumed = make(name, fresh, lr=1e-4)  # the LR comes back from the state dict
+    resumed.load_state_dict(saved_opt)
+    _steps(fresh, resumed, range(4, 9))
+    for a, b in zip(model.parameters(), fresh.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(saved_model["0.weight"], model.state_dict()["0.weight"])
+
+
+def _roundtrip(state: dict[str, object]) -> io.BytesIO:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_kfac_needs_the_model_not_its_parameters() -> None:
+    model = torch.nn.Linear(2, 1)
+    with pytest.raises(ValueError, match=r"'kfac' preconditions the model's layers; pass the torch\.nn"):
+        make("kfac", model.parameters())
+    assert get("kfac").needs_model and not get("adam").needs_model
 
 
 def test_lr_and_overrides() -> None:

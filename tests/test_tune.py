@@ -427,3 +427,12 @@ def test_timeout_stops_starting_trials() -> None:
     )
     assert 1 <= len(result.trials) < 500
     assert all(t.state == "COMPLETE" for t in result.trials)
+
+
+def test_kfac_and_learning_rate_free_optimizers_are_searchable() -> None:
+    # without `lr` in the space each optimizer runs at its registry default (1.0: a multiplier for DoG
+    # and Prodigy); K-FAC needs the model, which the trial passes to the registry
+    space = {"optimizer": Choice(("kfac", "dog", "prodigy"))}
+    result = tune("mlp-digits", space, strategy="grid", epochs=6, refit=False)  # DoG starts slowly
+    assert sorted(t.params["optimizer"] for t in result.trials) == ["dog", "kfac", "prodigy"]
+    assert all(t.state == "COMPLETE" and t.value is not None and t.value > 0.5 for t in result.trials)

@@ -52,7 +52,7 @@ def _range_test(task: Any, target: str, total: int) -> Any:
 
     torch.manual_seed(0)
     model = task.model(0)
-    opt = optim.make(OPTIMIZER, model.parameters())
+    opt = optim.make(OPTIMIZER, model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return find_lr(

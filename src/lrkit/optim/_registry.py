@@ -1,4 +1,5 @@
-"""A registry of torch's own optimizers under plain names, each with a documented default LR.
+"""A registry of optimizers under plain names, each with a documented default LR: torch's own,
+K-FAC and the learning-rate-free methods of this package.
 
 The registry is an explicit dict (`REGISTRY`); `make` builds an optimizer by name, `names` lists
 them and `get` returns the `OptimizerSpec` that says what a name means and why its default LR is
@@ -15,9 +16,13 @@ from typing import Any
 
 import torch
 
+from lrkit.optim._dog import DoG
+from lrkit.optim._kfac_optimizer import KFAC
+from lrkit.optim._prodigy import Prodigy
+
 __all__ = ["REGISTRY", "OptimizerSpec", "get", "make", "names"]
 
-Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]] | torch.nn.Module
 
 
 class _Builder:
@@ -45,8 +50,10 @@ class OptimizerSpec:
         default_lr: the LR `make` uses when none is given (finite, > 0).
         reason: one line on where `default_lr` comes from.
         build: ``build(params, lr, **overrides) -> torch.optim.Optimizer``.
-        kwargs: the settings the name fixes beyond torch's defaults (``momentum=0.9``...); any of
-            them can be overridden by `make`'s keyword arguments.
+        kwargs: the settings the name fixes beyond the class's defaults (``momentum=0.9``...); any
+            of them can be overridden by `make`'s keyword arguments.
+        needs_model: the optimizer works on the model's layers (K-FAC), so `make` must be given
+            the ``torch.nn.Module`` itself rather than its parameters.
 
     >>> spec = get("momentum")
     >>> spec.default_lr, dict(spec.kwargs)
@@ -58,12 +65,15 @@ class OptimizerSpec:
     reason: str
     build: Callable[..., torch.optim.Optimizer]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    needs_model: bool = False
 
 
 def _spec(
     name: str, default_lr: float, reason: str, cls: type[torch.optim.Optimizer], **kw: Any
 ) -> OptimizerSpec:
-    return OptimizerSpec(name, default_lr, reason, _Builder(cls, **kw), MappingProxyType(dict(kw)))
+    return OptimizerSpec(
+        name, default_lr, reason, _Builder(cls, **kw), MappingProxyType(dict(kw)), needs_model=cls is KFAC
+    )
 
 
 #: The registered optimizers by name.
@@ -121,6 +131,35 @@ REGISTRY: dict[str, OptimizerSpec] = {
             torch.optim.AdamW,
             weight_decay=0.01,
         ),
+        _spec(
+            "kfac",
+            0.1,
+            "K-FAC's steps are natural-gradient steps, about the right size at LR 1; with SGD "
+            "momentum 0.9 (10x) and KL clipping 1e-3 bounding every step, 0.1 is the usual setting",
+            KFAC,
+        ),
+        _spec(
+            "dog",
+            1.0,
+            "learning-rate-free (Ivgi et al., 2023): the LR only multiplies DoG's own step size, "
+            "so 1.0 is DoG as published",
+            DoG,
+        ),
+        _spec(
+            "ldog",
+            1.0,
+            "layer-wise DoG (Ivgi et al., 2023), one step size per tensor; the LR is a multiplier, "
+            "1.0 is the method as published",
+            DoG,
+            layer_wise=True,
+        ),
+        _spec(
+            "prodigy",
+            1.0,
+            "learning-rate-free Adam (Mishchenko & Defazio, 2024): the step is lr * d with d "
+            "estimated on the fly, and the paper's multiplier is 1.0",
+            Prodigy,
+        ),
     )
 }
 
@@ -129,7 +168,7 @@ def names() -> list[str]:
     """The registered optimizer names, in the registry's order.
 
     >>> names()
-    ['sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw']
+    ['sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop', 'adam', 'adamw', 'kfac', 'dog', 'ldog', 'prodigy']
     """
     return list(REGISTRY)
 
@@ -154,7 +193,9 @@ def make(name: str, params: Params, lr: float | None = None, **overrides: Any) -
 
     Args:
         name: a registered name (`names`).
-        params: the parameters (or param-group dicts) to optimize.
+        params: the parameters (or param-group dicts) to optimize, or the ``torch.nn.Module``
+            whose parameters to optimize (required by the names with `OptimizerSpec.needs_model`,
+            such as ``"kfac"``).
         lr: the learning rate, finite and > 0; None uses the name's `OptimizerSpec.default_lr`.
         **overrides: keyword arguments of the torch optimizer, replacing the name's settings
             (``make("momentum", params, momentum=0.95)``).
@@ -169,8 +210,18 @@ def make(name: str, params: Params, lr: float | None = None, **overrides: Any) -
     ('SGD', 0.001, 0.9, True)
     >>> make("adamw", model.parameters(), lr=3e-4).defaults["weight_decay"]
     0.01
+    >>> type(make("kfac", model)).__name__, make("prodigy", model).defaults["lr"]
+    ('KFAC', 1.0)
     """
     spec = get(name)
+    if isinstance(params, torch.nn.Module):
+        if not spec.needs_model:
+            params = params.parameters()
+    elif spec.needs_model:
+        raise ValueError(
+            f"make: optimizer {name!r} preconditions the model's layers; pass the torch.nn.Module "
+            f"itself as `params`, not its parameters"
+        )
     if lr is None:
         lr = spec.default_lr
     elif isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0.0 < lr < math.inf):

@@ -96,7 +96,7 @@ def _find(task: Task, job: _FindJob) -> dict[str, Any]:
 
     torch.manual_seed(job.seed)
     model = task.model(job.seed)
-    opt = optim.make(job.optimizer, model.parameters())
+    opt = optim.make(job.optimizer, model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         result = find_lr(

@@ -287,7 +287,7 @@ def fit(
     if isinstance(optimizer, torch.optim.Optimizer):
         opt, opt_name = optimizer, type(optimizer).__name__
     else:
-        opt, opt_name = make(optimizer, net.parameters(), lr), optimizer
+        opt, opt_name = make(optimizer, net, lr), optimizer
     base_lr = float(lr) if lr is not None else _read(opt.defaults["lr"])
     loader = task.loader(seed, "train")
     per_epoch = len(loader)
@@ -327,6 +327,8 @@ def fit(
 
         net.train()
         group = opt.param_groups[0]
+        # LR-free optimizers and K-FAC report the step size they actually took
+        effective_lr = getattr(opt, "effective_lr", None)
         with _Progress(
             sys.stderr.isatty() if progress is None else progress, epochs * per_epoch, first_epoch * per_epoch
         ) as bar:
@@ -358,6 +360,8 @@ def fit(
                     else:
                         loss.backward()
                         opt.step()
+                    if callable(effective_lr):
+                        history.lrs[-1] = float(effective_lr())
                     scheduler.step()
                     bar.step(f"epoch {epoch}/{epochs}", value, history.lrs[-1])
                 if history.status == "diverged":

@@ -34,7 +34,10 @@ class History:
     Per optimizer step (in step order, resumed runs included):
 
     Attributes:
-        lrs: the LR of the first param group at the step.
+        lrs: the LR of the first param group at the step; for an optimizer with
+            ``effective_lr()`` (the learning-rate-free ones and K-FAC in `lrkit.optim`, whose
+            ``lr`` is a multiplier or is scaled by KL clipping), the step size it reports having
+            taken in that step.
         momenta: its momentum (SGD's ``momentum``, or ``betas[0]`` for Adam-style optimizers);
             NaN where the optimizer has none.
         losses: the training loss of the minibatch, before the update. When the run diverged the

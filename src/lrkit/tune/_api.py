@@ -75,7 +75,7 @@ def _refit(
     full = SplitTask(task, data, batch_size=config.batch_size, tag="refit on train+val")
     torch.manual_seed(plan.seed)
     model = full.model(plan.seed)
-    opt = optim.make(config.optimizer, model.parameters(), config.lr, **config.options)
+    opt = optim.make(config.optimizer, model, config.lr, **config.options)
     history = fit(
         full, opt, config.schedule, plan.epochs, lr=config.lr, seed=plan.seed, model=model, progress=False
     )

@@ -108,7 +108,7 @@ def evaluate(
         def run(pause: Callable[[Any], None]) -> History:
             torch.manual_seed(seed)
             model = t.model(seed)
-            opt = optim.make(config.optimizer, model.parameters(), config.lr, **config.options)
+            opt = optim.make(config.optimizer, model, config.lr, **config.options)
             return fit(
                 t, opt, config.schedule, epochs, lr=config.lr, seed=seed, model=model, progress=False,
                 on_epoch=lambda h: pause(h.epochs[-1]["val_metric"]),

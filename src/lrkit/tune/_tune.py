@@ -235,7 +235,7 @@ def check_space(space: Mapping[str, Param], optimizer: str, schedule: str) -> No
         for name, p in extra.items():
             value = p.grid(2)[0]
             try:
-                optim.make(o, [torch.nn.Parameter(torch.zeros(1))], **{name: value})
+                optim.make(o, torch.nn.Linear(1, 1), **{name: value})
             except (TypeError, ValueError) as e:
                 raise SpaceError(
                     f"search space parameter {name!r}={value!r} with optimizer {o!r}: {e} (any parameter "
@@ -261,7 +261,7 @@ def auto_space(
 
     torch.manual_seed(seed)
     model = task.model(seed)
-    opt = optim.make(optimizer, model.parameters())
+    opt = optim.make(optimizer, model)
     n = task.epochs if epochs is None else epochs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
