@@ -173,12 +173,17 @@ def _run(job: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 
 #: Bump when lrkit's finder changes: its jobs then run again (training runs stay cached).
-FINDER_VERSION = 5
+FINDER_VERSION = 7
+#: Bump when the anchor wrappers (`_anchors.py`) change; independent of lrkit's finder, so that a
+#: change to lrkit does not rerun torch-lr-finder and fastai.
+ANCHOR_VERSION = 5
 
 
 def _key(job: tuple[Any, ...]) -> str:
-    if job[0] in ("lrkit", "anchor"):
+    if job[0] == "lrkit":
         job = (*job, FINDER_VERSION)
+    elif job[0] == "anchor":
+        job = (*job, ANCHOR_VERSION)
     return json.dumps(job)
 
 

@@ -296,7 +296,8 @@ def test_verify_picks_among_candidates_on_validation_loss() -> None:
     assert v is not None and v.on == "validation loss" and len(v.candidates) == 4
     assert v.total_steps == 4 * 30
     top = min(v.scores)
-    tied = [c for c, sc in zip(v.candidates, v.scores, strict=True) if sc <= top + 0.01 * abs(top)]
+    assert len(v.errors) == 4 and v.errors[v.scores.index(top)] == 0.0
+    tied = [c for c, sc, e in zip(v.candidates, v.scores, v.errors, strict=True) if sc - top <= e]
     assert r.suggestion == v.chosen == v.best == min(tied)  # no planned length: no correction
     assert v.horizon_factor == 1.0
     assert _same(_state(model, opt), before)
@@ -380,7 +381,10 @@ def test_schedule_from_constant_result() -> None:
     ],
 )
 @pytest.mark.parametrize("target", ["constant", "onecycle"])
-def test_vectorized_verification_equals_one_after_the_other(make_opt: Any, target: str) -> None:
+def test_vectorized_verification_equals_one_after_the_other(
+    make_opt: Any, target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lrkit.finder import _api
     from lrkit.finder._api import _verify
     from lrkit.finder._snapshot import Snapshot
     from lrkit.finder._sweep import Batches, default_step
@@ -388,8 +392,10 @@ def test_vectorized_verification_equals_one_after_the_other(make_opt: Any, targe
     x, y = _data(seed=1)
     val = [(x[i : i + 64].double(), y[i : i + 64]) for i in range(0, 256, 64)]
     train = [(a.double(), b) for a, b in _batches()]
-    scores = {}
+    scores, errors = {}, {}
     for vectorized in (True, False):
+        if not vectorized:  # the same call, made to train the candidates one after the other
+            monkeypatch.setattr(_api, "supported", lambda model, opt: "not vectorized in this test")
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
         opt = make_opt(model.parameters())
@@ -408,11 +414,13 @@ def test_vectorized_verification_equals_one_after_the_other(make_opt: Any, targe
             scaler=None,
             amp=False,
             seed=0,
-            loss_fn=F.cross_entropy if vectorized else None,
+            loss_fn=F.cross_entropy,
         )
         assert v.vectorized is vectorized
         scores[vectorized] = v.scores
+        errors[vectorized] = v.errors
     np.testing.assert_allclose(scores[True], scores[False], rtol=1e-6)
+    np.testing.assert_allclose(errors[True], errors[False], rtol=1e-5, atol=1e-12)
 
 
 def test_models_with_batchnorm_verify_one_after_the_other() -> None:
@@ -439,21 +447,95 @@ def test_verification_is_on_by_default_with_validation_data_and_stays_within_bud
     v = r.verification
     assert v is not None and v.on == "validation loss" and v.vectorized
     assert v.total_steps <= 200 and v.steps == 40
-    assert v.candidates[0] == pytest.approx(r.suggestions["lrkit"] / 10)
-    assert v.candidates[-1] == pytest.approx(r.suggestions["lrkit"] * 10)
+    # half-decade grid points, a decade (give or take a quarter) on either side of the reading
+    halves = [2 * math.log10(c) for c in v.candidates]
+    assert halves == pytest.approx([round(h) for h in halves]) and np.diff(halves) == pytest.approx(1.0)
+    assert abs(math.log10(v.candidates[0] * 10 / r.suggestions["lrkit"])) <= 0.25 + 1e-9
+    assert abs(math.log10(v.candidates[-1] / 10 / r.suggestions["lrkit"])) <= 0.25 + 1e-9
     off = find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, verify=False)
     assert off.verification is None and off.suggestion == off.suggestions["lrkit"]
     with pytest.raises(ValueError, match="`train_steps` must be an integer >= 1"):
         find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=0)
 
 
-def test_selection_prefers_the_smaller_of_tied_candidates_and_corrects_for_short_runs() -> None:
-    from lrkit.finder._api import _select
+def test_selection_takes_the_smallest_lr_within_one_standard_error_and_corrects_for_short_runs() -> None:
+    from lrkit.finder._choice import select
 
     lrs = [1e-3, 1e-2, 1e-1, 1.0]
-    assert _select(lrs, [2.0, 1.005, 1.0, math.inf], 50, None) == (1e-2, 1.0)
-    assert _select(lrs, [2.0, 1.2, 1.0, 1.1], 50, None) == (1e-1, 1.0)
-    best, factor = _select(lrs, [2.0, 1.2, 1.0, 1.1], 50, 200)
+    inf = math.inf
+    assert select(lrs, [2.0, 1.05, 1.0, inf], [0.5, 0.06, 0.0, inf], 50, None) == (1e-2, 1.0)
+    assert select(lrs, [2.0, 1.05, 1.0, inf], [0.5, 0.04, 0.0, inf], 50, None) == (1e-1, 1.0)
+    assert select(lrs, [2.0, 1.05, 1.0, 1.1], None, 50, None) == (1e-1, 1.0)  # no errors: the minimum
+    best, factor = select(lrs, [2.0, 1.2, 1.0, 1.1], [0.1] * 4, 50, 200)
     assert best == 1e-1 and factor == pytest.approx(0.5)  # sqrt(50 / 200)
-    assert _select(lrs, [math.inf] * 4, 50, 200) == (None, 1.0)
-    assert _select([1.0, 2.0], [-1.0, -1.005], 10, None) == (1.0, 1.0)  # negative scores too
+    assert select(lrs, [inf] * 4, [inf] * 4, 50, 200) == (None, 1.0)
+    assert select([1.0, 2.0], [-1.0, -1.005], [0.01, 0.0], 10, None) == (1.0, 1.0)  # negative scores too
+    with pytest.raises(ValueError, match="same length"):
+        select(lrs, [1.0] * 4, [0.0] * 3, 10, None)
+
+
+def test_paired_errors_see_through_a_shared_offset() -> None:
+    from lrkit.finder._choice import paired_scores
+
+    rng = np.random.default_rng(0)
+    hard = rng.normal(1.0, 0.5, 40)  # how hard each piece is, shared by every candidate
+    a = hard + rng.normal(0.0, 0.01, 40)
+    b = hard + 0.05 + rng.normal(0.0, 0.01, 40)
+    scores, errors = paired_scores([a, b, np.full(40, np.nan)])
+    assert scores[0] < scores[1] and scores[2] == math.inf and errors[2] == math.inf
+    assert errors[0] == 0.0 and errors[1] < 0.01  # unpaired, the error would be about 0.11
+    assert scores[1] - scores[0] > errors[1]  # a real difference: not tied
+    weighted, _ = paired_scores([[1.0, 3.0]], [3.0, 1.0])
+    assert weighted == [1.5]
+    assert paired_scores([[1.0], [2.0]]) == ([1.0, 2.0], [0.0, 0.0])  # one piece: no error estimate
+    with pytest.raises(ValueError, match="`weights` must be 2 positive numbers"):
+        paired_scores([[1.0, 2.0]], [1.0, 0.0])
+
+
+def test_candidates_lie_on_a_fixed_grid_whatever_the_reading() -> None:
+    from lrkit.finder._choice import candidate_grid
+
+    a = candidate_grid(0.011, 5, 1.0)
+    assert a == candidate_grid(0.0092, 5, 1.0) == candidate_grid(0.0132, 5, 1.0)
+    assert a == pytest.approx([1e-3, 10**-2.5, 1e-2, 10**-1.5, 1e-1])
+    assert candidate_grid(0.02, 5, 1.0) == pytest.approx([10**-2.5, 1e-2, 10**-1.5, 1e-1, 10**-0.5])
+    three = candidate_grid(3e-4, 3, 1.0)  # a grid of whole decades
+    assert three == pytest.approx([1e-5, 1e-4, 1e-3])
+    with pytest.raises(ValueError, match="`candidates` must be an integer >= 2"):
+        candidate_grid(0.01, 1, 1.0)
+
+
+def test_validation_loss_in_pieces_is_the_loss_over_the_examples() -> None:
+    from lrkit.finder._sweep import default_step, pieces, val_pieces
+
+    x, y = _data(n=100, seed=2)
+    val = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 100, 32)]  # 32, 32, 32, 4
+    model = _model()
+    losses, sizes = val_pieces(model, val, default_step(F.cross_entropy), F.cross_entropy)
+    assert len(losses) == 8 + 8 + 8 + 4 and sum(sizes) == 100
+    assert model.training  # mode restored
+    model.eval()
+    with torch.no_grad():
+        whole = float(F.cross_entropy(model(x), y))
+    model.train()
+    assert np.average(losses, weights=sizes) == pytest.approx(whole, rel=1e-5)
+    by_batch, ones = val_pieces(model, val, default_step(F.cross_entropy))  # no loss_fn: whole batches
+    assert len(by_batch) == 4 and ones == [1.0] * 4
+    sizes10 = [p.stop - p.start for p in pieces(10)]
+    assert len(sizes10) == 8 and sum(sizes10) == 10 and max(sizes10) - min(sizes10) == 1
+
+
+def test_one_standard_error_rule_prefers_the_smaller_lr_on_a_tiny_validation_set() -> None:
+    """Two candidates scored on four pieces: a lower mean that the pieces disagree about is a tie
+    (the smaller LR wins); the same mean difference agreed on by every piece is not."""
+    from lrkit.finder._choice import paired_scores, select
+
+    small = np.array([0.8, 1.3, 0.9, 1.1])
+    noisy = small - np.array([0.1, -0.08, 0.05, 0.0])
+    scores, errors = paired_scores([small, noisy])
+    assert scores[1] < scores[0] and scores[0] - scores[1] <= errors[0]
+    assert select([1e-3, 1e-2], scores, errors, 10, None)[0] == 1e-3
+    steady = small - 0.0175
+    scores, errors = paired_scores([small, steady])
+    assert scores[0] - scores[1] == pytest.approx(0.0175) and errors[0] == pytest.approx(0.0, abs=1e-12)
+    assert select([1e-3, 1e-2], scores, errors, 10, None)[0] == 1e-2

@@ -113,8 +113,15 @@ def find(
         )
     if result.verification is not None:
         v = result.verification
-        scores = ", ".join(f"{c:.3g}: {s:.4g}" for c, s in zip(v.candidates, v.scores, strict=True))
-        console.print(f"verified on {v.on} ({v.steps} steps each, {v.seconds:.1f} s): {scores}")
+        errors = v.errors if len(v.errors) == len(v.scores) else [math.nan] * len(v.scores)
+        scores = ", ".join(
+            f"{c:.3g}: {s:.4g}" + (f" (+{e:.2g})" if math.isfinite(e) and e > 0 else "")
+            for c, s, e in zip(v.candidates, v.scores, errors, strict=True)
+        )
+        console.print(
+            f"verified on {v.on} ({v.steps} steps each, {v.seconds:.1f} s; in brackets the standard "
+            f"error of the difference from the best): {scores}"
+        )
     for w in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
     console.print(

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrkit.finder._choice import candidate_grid, paired_scores, select
 from lrkit.finder._result import FinderResult, Verification
 from lrkit.finder._rules import RULES, progress_interval, smooth
 from lrkit.finder._snapshot import Snapshot
@@ -23,14 +24,14 @@ from lrkit.finder._sweep import (
     StepFn,
     Trace,
     default_step,
-    mean_loss,
     run_steps,
+    val_pieces,
 )
 from lrkit.finder._vectorized import supported, verify_stacked
 from lrkit.schedules import Schedule, constant, exponential, linear, onecycle
 
 TARGETS = ("constant", "onecycle")
-#: Verification candidates span this many decades on either side of the curve's suggestion.
+#: Verification candidates span about this many decades on either side of the curve's suggestion.
 SPAN = 1.0
 #: The rule behind `FinderResult.suggestion`, per target schedule.
 TARGET_RULE = {"constant": "lrkit", "onecycle": "lrkit-peak"}
@@ -184,13 +185,17 @@ def find_lr(
         seeds: repeat the sweep this many times (each from the same initial state, with the
             torch RNG seeded ``seed``, ``seed + 1``, ...); the suggestion is their geometric
             median and `spread` their range in decades.
-        verify: also train `candidates` LRs, spread over a decade on either side of the curve's
-            suggestion, from the same initial state and pick the best: on `val_loader`'s loss
-            when given (a training-loss curve sees neither overfitting nor the under-training
-            that is often best on small data), else on the final training loss. The winner is
-            the smallest candidate within 1% of the best score (within noise, the safer LR),
-            scaled by ``sqrt(verify steps / train_steps)`` because a short run favours large
-            LRs. Default: verify when `val_loader` is given.
+        verify: also train `candidates` LRs over a decade on either side of the curve's
+            suggestion, on a fixed log grid (half-decades for five candidates, so that sweeps
+            whose readings differ a little test the same LRs), from the same initial state and
+            on the same batches, and pick among them: on `val_loader`'s loss when given (a
+            training-loss curve sees neither overfitting nor the under-training that is often
+            best on small data), else on the final training loss. The winner is the smallest
+            candidate within one standard error of the best score (the one-standard-error rule;
+            the error is that of the paired difference over pieces of the validation batches,
+            so a small validation set cannot single out an LR it cannot resolve), scaled by
+            ``sqrt(verify steps / train_steps)`` because a short run favours large LRs.
+            Default: verify when `val_loader` is given.
         train_steps: the length of the training you plan, in optimizer steps. Verification then
             spends at most that much in all (each candidate trains ``train_steps // candidates``
             steps, under a one-cycle compressed to that length for ``target="onecycle"``).
@@ -358,7 +363,7 @@ def _verify(
     loss_fn: LossFn | None = None,
     train_steps: int | None = None,
 ) -> Verification:
-    """Train each candidate LR briefly from the snapshot and pick the one with the lowest score.
+    """Train each candidate LR briefly from the snapshot and pick one (see `select`).
 
     All candidates train at once (`verify_stacked`) when the model and optimizer allow it and the
     batches are plain ``(inputs, target)`` without accumulation or AMP; else one after the other.
@@ -368,8 +373,9 @@ def _verify(
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
         raise ValueError(f"`verify_steps` must be an integer >= 5, got verify_steps={steps!r}")
     t0 = time.perf_counter()
-    lrs = [float(suggestion * 10.0**e) for e in np.linspace(-SPAN, SPAN, candidates)]
-    scores: list[float] = []
+    lrs = candidate_grid(suggestion, candidates, SPAN)
+    rows: list[np.ndarray] = []
+    weights: np.ndarray | None = None
     total = 0
     shape = constant(1.0) if target == "constant" else onecycle(1.0, steps=steps, momentum_range=None)
     stacked = (
@@ -383,9 +389,13 @@ def _verify(
         assert loss_fn is not None  # for the type checker: implied by `stacked`
         snap.restore()
         torch.manual_seed(seed)
-        scores, per = verify_stacked(model, optimizer, loss_fn, batches, lrs, shape, steps, val_loader)
+        samples, weights, per = verify_stacked(
+            model, optimizer, loss_fn, batches, lrs, shape, steps, val_loader
+        )
+        rows = list(samples)
         total = per * len(lrs)
     replay = Replay(batches)  # every candidate sees the same batches
+    tail = max(1, steps // 4)
     for lr in [] if stacked else lrs:
         snap.restore()
         torch.manual_seed(seed)
@@ -402,14 +412,18 @@ def _verify(
             amp=amp,
         )
         total += trace.applied
-        if trace.stopped_at is not None:
-            scores.append(math.inf)
-        elif val_loader is not None:
-            scores.append(mean_loss(model, val_loader, step_fn, amp))
+        if val_loader is not None:
+            row, sizes = ([math.inf], [1.0]) if trace.stopped_at is not None else (
+                val_pieces(model, val_loader, step_fn, loss_fn, amp)
+            )
         else:
-            tail = trace.losses[-max(1, steps // 4) :]
-            scores.append(float(np.mean(tail)))
-    best, horizon = _select(lrs, scores, steps, train_steps)
+            row = [math.inf] if trace.stopped_at is not None else trace.losses[-tail:]
+            sizes = [1.0] * len(row)
+        if trace.stopped_at is None:
+            weights = np.asarray(sizes)
+        rows.append(np.asarray(row, dtype=np.float64))
+    scores, errors = _paired(rows, weights)
+    best, horizon = select(lrs, scores, errors, steps, train_steps)
     chosen = suggestion if best is None else best * horizon
     return Verification(
         candidates=lrs,
@@ -422,32 +436,15 @@ def _verify(
         vectorized=stacked,
         best=math.nan if best is None else best,
         horizon_factor=horizon,
+        errors=errors,
     )
 
 
-#: Candidates whose score is within this fraction of the best count as tied with it.
-TIE = 0.01
-
-
-def _select(
-    lrs: list[float], scores: list[float], steps: int, train_steps: int | None
-) -> tuple[float | None, float]:
-    """The winning candidate, and the short-horizon correction to apply to it.
-
-    The winner is the smallest LR whose score is within `TIE` (relative) of the best score:
-    within noise, the smaller LR is the safer choice. The candidates trained only `steps` of the
-    planned `train_steps`, and a short run favours large LRs: while the model is under-trained
-    what counts is roughly ``lr * steps``, so the best LR of a run K times longer would be K
-    times smaller, while once training has converged the length no longer matters. The
-    correction is the geometric middle of those two regimes, ``sqrt(steps / train_steps)``
-    (1 when the planned length is unknown or no longer than the verification runs).
-    """
-    finite = [(lr, s) for lr, s in zip(lrs, scores, strict=True) if math.isfinite(s)]
-    if not finite:
-        return None, 1.0
-    top = min(s for _, s in finite)
-    best = min(lr for lr, s in finite if s <= top + TIE * abs(top))
-    horizon = 1.0
-    if train_steps is not None and train_steps > steps:
-        horizon = math.sqrt(steps / train_steps)
-    return best, horizon
+def _paired(rows: list[np.ndarray], weights: np.ndarray | None) -> tuple[list[float], list[float]]:
+    """`paired_scores` over candidates whose runs may have failed (a row of one inf)."""
+    n = 1 if weights is None else len(weights)
+    full = np.full((len(rows), n), math.inf)
+    for k, row in enumerate(rows):
+        if row.shape == (n,) and np.all(np.isfinite(row)):
+            full[k] = row
+    return paired_scores(full, weights)

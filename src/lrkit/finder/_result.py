@@ -32,6 +32,9 @@ class Verification:
     vectorized: bool
     best: float = math.nan  # the smallest candidate tied with the best score
     horizon_factor: float = 1.0  # correction for runs shorter than the planned training
+    #: standard error of each score's difference from the best score (paired: same batches,
+    #: same validation examples); a candidate within it of the best is tied with the best
+    errors: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -107,15 +107,17 @@ def default_step(loss_fn: LossFn) -> StepFn:
             )
         device = next(model.parameters()).device
         x, y = _to(batch[0], device), _to(batch[1], device)
-        if isinstance(x, dict):
-            out = model(**x)
-        elif isinstance(x, (tuple, list)):
-            out = model(*x)
-        else:
-            out = model(x)
-        return loss_fn(out, y)
+        return loss_fn(_forward(model, x), y)
 
     return step
+
+
+def _forward(model: torch.nn.Module, x: Any) -> Any:
+    if isinstance(x, dict):
+        return model(**x)
+    if isinstance(x, (tuple, list)):
+        return model(*x)
+    return model(x)
 
 
 def _scalar(loss: Any) -> torch.Tensor:
@@ -263,20 +265,67 @@ def run_steps(
     return Trace(lrs, losses, stopped_at, sched.last_epoch, skipped)
 
 
-def mean_loss(
-    model: torch.nn.Module, loader: Iterable[Any], step_fn: StepFn, amp: bool | torch.dtype = False
-) -> float:
-    """Mean loss over one pass of `loader` in eval mode, without gradients."""
+#: Each validation batch is scored in up to this many pieces (disjoint groups of its examples),
+#: so that the noise of a validation loss can be estimated even from a few batches.
+PIECES = 8
+
+
+def pieces(n: int) -> list[slice]:
+    """Up to `PIECES` contiguous, nearly equal slices covering ``range(n)``.
+
+    >>> pieces(3), len(pieces(32)), pieces(32)[0]
+    ([slice(0, 1, None), slice(1, 2, None), slice(2, 3, None)], 8, slice(0, 4, None))
+    """
+    k = max(1, min(n, PIECES))
+    bounds = [round(i * n / k) for i in range(k + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def batch_size(target: Any) -> int | None:
+    """The number of examples in a batch's target (None when it is not a tensor with a batch axis)."""
+    if isinstance(target, torch.Tensor) and target.dim() >= 1:
+        return int(target.shape[0])
+    return None
+
+
+def val_pieces(
+    model: torch.nn.Module,
+    loader: Iterable[Any],
+    step_fn: StepFn,
+    loss_fn: LossFn | None = None,
+    amp: bool | torch.dtype = False,
+) -> tuple[list[float], list[float]]:
+    """Losses over one pass of `loader` in eval mode, without gradients, in pieces.
+
+    With `loss_fn` and ``(inputs, target)`` batches whose output and target are tensors, each
+    batch's output is scored in `pieces` (``loss_fn(output[piece], target[piece])``); otherwise
+    each batch is one piece (``step_fn(model, batch)``). Returns the piece losses and their sizes
+    (examples; 1 per batch when not split); their weighted mean is the loss over the data.
+    """
     was_training = model.training
     model.eval()
-    total, n = 0.0, 0
+    losses: list[float] = []
+    sizes: list[float] = []
     try:
         with torch.no_grad(), _autocast(model, amp):
             for batch in loader:
-                total += float(step_fn(model, batch).detach().float())
-                n += 1
+                n = batch_size(batch[1]) if isinstance(batch, (tuple, list)) and len(batch) == 2 else None
+                if loss_fn is None or n is None:
+                    losses.append(float(step_fn(model, batch).detach().float()))
+                    sizes.append(1.0)
+                    continue
+                device = next(model.parameters()).device
+                x, y = _to(batch[0], device), _to(batch[1], device)
+                out = _forward(model, x)
+                if not (isinstance(out, torch.Tensor) and out.dim() >= 1 and out.shape[0] == n):
+                    losses.append(float(loss_fn(out, y).detach().float()))
+                    sizes.append(float(n))
+                    continue
+                for sl in pieces(n):
+                    losses.append(float(loss_fn(out[sl], y[sl]).detach().float()))
+                    sizes.append(float(sl.stop - sl.start))
     finally:
         model.train(was_training)
-    if n == 0:
+    if not losses:
         raise ValueError("`val_loader` yielded no batches")
-    return total / n
+    return losses, sizes

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
-from lrkit.finder._sweep import Batches, LossFn, _to
+from lrkit.finder._sweep import Batches, LossFn, _to, batch_size, pieces
 from lrkit.schedules import Schedule
 
 
@@ -102,11 +102,15 @@ def verify_stacked(
     shape: Schedule,
     steps: int,
     val_loader: Iterable[Any] | None,
-) -> tuple[list[float], int]:
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Train every candidate for `steps` steps at once; the LR of candidate k at step t is
-    ``candidates[k] * shape(t)``. Returns each candidate's score (validation loss, or the mean
-    training loss over the last quarter; inf when it diverged) and the optimizer steps applied
-    (per candidate)."""
+    ``candidates[k] * shape(t)``.
+
+    Returns ``(samples, weights, steps)``: each candidate's losses on the same pieces, shape
+    ``(candidates, pieces)`` (pieces of the validation batches, see `pieces`, or without
+    `val_loader` the training losses of the last quarter of the steps; a row of inf when the
+    candidate diverged), the pieces' sizes, and the optimizer steps applied per candidate.
+    """
     device = next(model.parameters()).device
     k = len(candidates)
     frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
@@ -142,19 +146,31 @@ def verify_stacked(
             tail.append(losses.detach())
     if val_loader is not None:
         model.eval()
-        eval_loss = vmap(loss_one, in_dims=(0, None, None), randomness="same")
-        total, n = torch.zeros(k, device=device), 0
+        forward = vmap(call, in_dims=(0, None), randomness="same")
+        score = vmap(loss_fn, in_dims=(0, None), randomness="same")
+        whole = vmap(loss_one, in_dims=(0, None, None), randomness="same")
+        scored: list[torch.Tensor] = []
+        sizes: list[float] = []
         with torch.no_grad():
             for batch in val_loader:
-                total += eval_loss(params, _to(batch[0], device), _to(batch[1], device))
-                n += 1
-        if n == 0:
+                x, y = _to(batch[0], device), _to(batch[1], device)
+                n = batch_size(y)
+                out = forward(params, x) if n is not None else None
+                if n is None or not (isinstance(out, torch.Tensor) and out.dim() >= 2 and out.shape[1] == n):
+                    scored.append(whole(params, x, y))
+                    sizes.append(float(n or 1))
+                    continue
+                for sl in pieces(n):
+                    scored.append(score(out[:, sl], y[sl]))
+                    sizes.append(float(sl.stop - sl.start))
+        if not scored:
             raise ValueError("`val_loader` yielded no batches")
-        scores = total / n
+        samples = torch.stack(scored, 1)
+        weights = np.asarray(sizes)
     else:
-        scores = torch.stack(tail).mean(0)
-    out = [
-        float(s) if bool(a) and math.isfinite(float(s)) else math.inf
-        for s, a in zip(scores.tolist(), alive.tolist(), strict=True)
-    ]
-    return out, steps
+        samples = torch.stack(tail, 1)
+        weights = np.ones(samples.shape[1])
+    out_np = samples.detach().cpu().double().numpy()
+    out_np[~alive.cpu().numpy()] = math.inf
+    out_np[~np.isfinite(out_np).all(axis=1)] = math.inf
+    return out_np, weights, steps
