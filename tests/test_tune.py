@@ -283,8 +283,23 @@ def test_optimizer_options_and_schedules_reach_the_trial() -> None:
 def test_auto_space_brackets_the_range_test_suggestion() -> None:
     result = tune(TASK, "auto", strategy="random", trials=2, epochs=2, refit=False)
     lr = result.space["lr"]
-    assert lr["type"] == "log" and lr["high"] / lr["low"] == pytest.approx(100, rel=1e-3)
+    assert lr["type"] == "log" and lr["high"] / lr["low"] == pytest.approx(10, rel=1e-3)
     assert all(lr["low"] <= t.params["lr"] <= lr["high"] for t in result.trials)
+    # the first trial is the range test's suggestion, the centre of the space
+    assert result.trials[0].params["lr"] == pytest.approx(math.sqrt(lr["low"] * lr["high"]), rel=1e-3)
+
+
+def test_first_trial_is_the_given_guess_and_is_checked() -> None:
+    space = {"lr": LogFloat(1e-3, 1.0), "optimizer": Choice(("momentum", "adam"))}
+    result = tune(TASK, space, strategy="tpe", trials=2, epochs=1, first={"lr": 0.02}, refit=False)
+    assert result.trials[0].params["lr"] == 0.02 and result.trials[0].params["optimizer"] in (
+        "momentum",
+        "adam",
+    )
+    with pytest.raises(ValueError, match=r"`first` gives lr=5.0, outside its search space"):
+        tune(TASK, space, trials=1, epochs=1, first={"lr": 5.0})
+    with pytest.raises(ValueError, match=r"`first` names 'momentum', which is not in the search space"):
+        tune(TASK, space, trials=1, epochs=1, first={"momentum": 0.9})
 
 
 def test_a_named_study_is_kept_in_sqlite_joined_and_guarded(tmp_path: Path) -> None:

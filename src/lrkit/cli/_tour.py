@@ -98,6 +98,7 @@ def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12,
     from lrkit.tasks import load
     from lrkit.train import compare
     from lrkit.tune import LogFloat, tune
+    from lrkit.tune._tune import AUTO_SPAN
 
     torch.set_num_threads(1)
     task = load(task_name)
@@ -141,7 +142,8 @@ def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12,
     )
     best = result.best()
 
-    lo, hi = const.suggestion / 10, const.suggestion * 10
+    span = 10.0**AUTO_SPAN  # the space `tune(space="auto")` would search, without a second range test
+    lo, hi = const.suggestion / span, const.suggestion * span
     console.print(
         f"[bold]3/3 tune[/bold] the constant LR in [{lo:.3g}, {hi:.3g}]: TPE, {trials} trials, ASHA pruning"
     )
@@ -153,6 +155,7 @@ def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12,
         trials=trials,
         optimizer=OPTIMIZER,
         schedule="constant",
+        first={"lr": float(f"{const.suggestion:.4g}")},
         out=out_dir / "tune",
     )
     figures = {name: _png(f) for name, f in plot_tuning(tuned).items()}

@@ -13,7 +13,16 @@ from lrkit.tasks import Task, TaskData, load
 from lrkit.train._compare import _warm_up
 from lrkit.tune._folds import SplitTask, pooled
 from lrkit.tune._result import TuneResult, from_study
-from lrkit.tune._space import DEFAULT_GRID_POINTS, Param, SpaceError, load_space, parse_space, validate_space
+from lrkit.tune._space import (
+    DEFAULT_GRID_POINTS,
+    Choice,
+    LogFloat,
+    Param,
+    SpaceError,
+    load_space,
+    parse_space,
+    validate_space,
+)
 from lrkit.tune._storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, default_storage, mask, open_storage
 from lrkit.tune._tune import (
     PRUNERS,
@@ -41,16 +50,39 @@ def _positive_int(name: str, value: Any, *, none: bool = False) -> None:
         raise ValueError(f"`{name}` must be an int >= 1{' or None' if none else ''}, got {name}={value!r}")
 
 
-def _space(space: Any, task: Task, optimizer: str, schedule: str, seed: int, epochs: int) -> dict[str, Param]:
+def _space(
+    space: Any, task: Task, optimizer: str, schedule: str, seed: int, epochs: int
+) -> tuple[dict[str, Param], dict[str, Any] | None]:
+    """The space, and for ``"auto"`` the range test's suggestion as a first trial."""
     if space is None:
         raise SpaceError("`space` is required: a mapping of parameters, a YAML file, or 'auto'")
     if isinstance(space, str) and space == "auto":
-        return auto_space(task, optimizer, schedule, seed=seed, epochs=epochs)[0]
+        params, found = auto_space(task, optimizer, schedule, seed=seed, epochs=epochs)
+        lr = params["lr"]
+        assert isinstance(lr, LogFloat)
+        return params, {"lr": min(max(float(found.suggestion), lr.low), lr.high)}
     if isinstance(space, str | Path):
-        return load_space(space)
+        return load_space(space), None
     if isinstance(space, Mapping) and all(isinstance(v, Param) for v in space.values()):
-        return validate_space(space)
-    return parse_space(space)
+        return validate_space(space), None
+    return parse_space(space), None
+
+
+def _check_first(first: Mapping[str, Any], space: Mapping[str, Param]) -> None:
+    for name, value in first.items():
+        if name not in space:
+            raise ValueError(f"`first` names {name!r}, which is not in the search space ({', '.join(space)})")
+        param = space[name]
+        ok = True
+        if isinstance(param, Choice):
+            ok = value in param.values
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            ok = False
+        else:
+            low, high = param.low, param.high  # type: ignore[attr-defined]
+            ok = low <= value <= high
+        if not ok:
+            raise ValueError(f"`first` gives {name}={value!r}, outside its search space {param.to_config()}")
 
 
 def _refit(
@@ -115,6 +147,7 @@ def tune(
     out: str | Path | None = None,
     grid: int = DEFAULT_GRID_POINTS,
     heartbeat: tuple[int, int] = (HEARTBEAT_INTERVAL, GRACE_PERIOD),
+    first: Mapping[str, Any] | None = None,
     on_trial: OnTrial | None = None,
 ) -> TuneResult:
     """Search `space` for the configuration with the best validation metric, then refit it.
@@ -122,7 +155,8 @@ def tune(
     Args:
         task: a `Task`, a built-in name or a ``file.py:attr`` / ``module:attr`` reference.
         space: ``{name: LogFloat | Float | Int | Choice}``, its mapping form, a YAML file, or
-            ``"auto"``: ``lr`` over a decade either side of the LR range test's suggestion.
+            ``"auto"``: ``lr`` over half a decade either side of the LR range test's suggestion,
+            which is the first trial.
             ``lr``, ``optimizer``, ``schedule`` and ``batch_size`` mean what they say; any other
             name is an option of the optimizer (``weight_decay``, ``momentum``...).
         strategy: ``"grid"``, ``"random"``, ``"tpe"`` or ``"gp"`` (Gaussian-process Bayesian search).
@@ -145,7 +179,9 @@ def tune(
         grid: points per continuous parameter for ``"grid"``.
         heartbeat: (interval, grace period) in seconds: a trial whose worker stopped writing
             heartbeats for the grace period is failed and queued again (at most 3 times).
-        on_trial: called with (trial number, state, value) after each trial of a one-worker run.
+        first: the parameters of the first trial (a known good guess), for a new study; the
+            parameters it leaves out are drawn as usual.
+        on_trial: called with (trial number, state, value) after each finished trial.
 
     Raises:
         ValueError: a bad argument, named in the message; `SpaceError` for a bad space and
@@ -194,12 +230,14 @@ def tune(
             existing = optuna.load_study(study_name=study_name, storage=store).user_attrs.get("lrkit")
         except KeyError:
             existing = None
-    params = (
-        _space(space, the_task, optimizer, schedule, seed, n_epochs)
-        if existing is None or space != "auto"
-        else parse_space(existing["space"])
-    )
+    if existing is not None and space == "auto":  # joining: the study's own space, no new range test
+        params, auto_first = parse_space(existing["space"]), None
+    else:
+        params, auto_first = _space(space, the_task, optimizer, schedule, seed, n_epochs)
     check_space(params, optimizer, schedule)
+    start = dict(first) if first is not None else auto_first
+    if start is not None:
+        _check_first(start, params)
     plan = Plan(
         task=the_task.name if isinstance(task, Task) else str(task),
         metric=the_task.metric,
@@ -225,6 +263,8 @@ def tune(
     )
     if existing is None:
         the_study.set_user_attr("lrkit", describe(plan))
+        if start is not None:
+            the_study.enqueue_trial(start)
     if trials is None:
         trials = math.prod(len(p.grid(grid)) for p in params.values()) if strategy == "grid" else 20
     deadline = None if timeout is None else time.time() + float(timeout)

@@ -36,6 +36,8 @@ __all__ = ["PRUNERS", "STRATEGIES", "Plan", "make_pruner", "make_sampler"]
 STRATEGIES = ("grid", "random", "tpe", "gp")
 #: Pruners: none, median stopping, asynchronous successive halving, Hyperband.
 PRUNERS = ("none", "median", "asha", "hyperband")
+#: Decades either side of the range test's suggestion that ``space="auto"`` searches.
+AUTO_SPAN = 0.5
 
 OnTrial = Callable[[int, int, float], None]
 
@@ -246,11 +248,14 @@ def check_space(space: Mapping[str, Param], optimizer: str, schedule: str) -> No
 def auto_space(
     task: Task, optimizer: str, schedule: str, *, seed: int = 0, epochs: int | None = None
 ) -> tuple[dict[str, Param], Any]:
-    """``lr`` log-uniform over a decade either side of the LR range test's suggestion.
+    """``lr`` log-uniform over half a decade either side of the LR range test's suggestion.
 
     The range test (with its verification on the validation split) is run for `optimizer` and
-    the target of `schedule` (the peak of one-cycle, else a constant LR). Returns the space and
-    the `FinderResult` (its steps and seconds are what the space cost).
+    the target of `schedule` (the peak of one-cycle, else a constant LR). Its verification has
+    already trained candidates half a decade apart and kept the best, so the space spans the
+    bracket between that winner's two neighbours, moved with the suggestion's correction for the
+    full training length. Returns the space and the `FinderResult` (its steps and seconds are
+    what the space cost; its suggestion is a natural first trial).
     """
     import warnings
 
@@ -276,7 +281,8 @@ def auto_space(
             f"space='auto': the LR range test gave no suggestion for {task.name or 'the task'} "
             f"(status {result.status!r}); give the search space explicitly"
         )
-    return {"lr": LogFloat(float(f"{s / 10:.4g}"), float(f"{s * 10:.4g}"))}, result
+    span = 10.0**AUTO_SPAN
+    return {"lr": LogFloat(float(f"{s / span:.4g}"), float(f"{s * span:.4g}"))}, result
 
 
 def describe(plan: Plan) -> dict[str, Any]:
