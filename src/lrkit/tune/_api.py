@@ -189,7 +189,44 @@ def tune(
     """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # lrkit reports trials itself
+    try:
+        return _tune(
+            task, space, strategy=strategy, trials=trials, cv=cv, pruner=pruner, epochs=epochs,
+            optimizer=optimizer, schedule=schedule, storage=storage, study=study, workers=workers,
+            timeout=timeout, seed=seed, refit=refit, out=out, grid=grid, heartbeat=heartbeat, first=first,
+            on_trial=on_trial,
+        )  # fmt: skip
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _tune(
+    task: str | Task,
+    space: Any,
+    *,
+    strategy: str,
+    trials: int | None,
+    cv: int | None,
+    pruner: str,
+    epochs: int | None,
+    optimizer: str,
+    schedule: str,
+    storage: str | None,
+    study: str | None,
+    workers: int,
+    timeout: float | None,
+    seed: int,
+    refit: bool,
+    out: str | Path | None,
+    grid: int,
+    heartbeat: tuple[int, int],
+    first: Mapping[str, Any] | None,
+    on_trial: OnTrial | None,
+) -> TuneResult:
+    import optuna
+
     if strategy not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {', '.join(STRATEGIES)}, got strategy={strategy!r}")
     if pruner not in PRUNERS:

@@ -171,11 +171,20 @@ def work(
     `study` is the Optuna study to use in this process (an in-memory one); otherwise the study is
     loaded from `storage`.
     """
-    import optuna
     import torch
 
-    torch.set_num_threads(1)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models: one thread per trial, parallel over worker processes
+    try:
+        _trials(plan, task, storage, study_name, tickets, worker, deadline, heartbeat, study, on_trial)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _trials(plan: Plan, task: Task | str, storage: str | None, study_name: str, tickets: Any, worker: int,
+            deadline: float | None, heartbeat: tuple[int, int], study: Any, on_trial: OnTrial | None) -> None:  # fmt: skip
+    import optuna
+
     the_task = load(task) if isinstance(task, str) else task
     if study is None:
         store = open_storage(storage, heartbeat_interval=heartbeat[0], grace_period=heartbeat[1])
@@ -199,6 +208,9 @@ def work(
 
 def _worker_main(plan: Plan, task: Task | str, storage: str, study_name: str, tickets: Any, worker: int,
                  deadline: float | None, heartbeat: tuple[int, int]) -> None:  # fmt: skip
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a worker process: lrkit reports trials
     work(plan, task, storage, study_name, tickets, worker=worker, deadline=deadline, heartbeat=heartbeat)
 
 
