@@ -181,8 +181,18 @@ def work(
         torch.set_num_threads(threads)
 
 
-def _trials(plan: Plan, task: Task | str, storage: str | None, study_name: str, tickets: Any, worker: int,
-            deadline: float | None, heartbeat: tuple[int, int], study: Any, on_trial: OnTrial | None) -> None:  # fmt: skip
+def _trials(
+    plan: Plan,
+    task: Task | str,
+    storage: str | None,
+    study_name: str,
+    tickets: Any,
+    worker: int,
+    deadline: float | None,
+    heartbeat: tuple[int, int],
+    study: Any,
+    on_trial: OnTrial | None,
+) -> None:
     import optuna
 
     the_task = load(task) if isinstance(task, str) else task
