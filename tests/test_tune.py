@@ -451,3 +451,25 @@ def test_kfac_and_learning_rate_free_optimizers_are_searchable() -> None:
     result = tune("mlp-digits", space, strategy="grid", epochs=6, refit=False)  # DoG starts slowly
     assert sorted(t.params["optimizer"] for t in result.trials) == ["dog", "kfac", "prodigy"]
     assert all(t.state == "COMPLETE" and t.value is not None and t.value > 0.5 for t in result.trials)
+
+
+class _BrokenTask(type(get(TASK))):  # type: ignore[misc]
+    """logreg-digits whose model cannot be built: every trial raises."""
+
+    def model(self, seed: int) -> torch.nn.Module:
+        raise RuntimeError("this model cannot be built")
+
+
+def test_workers_that_raise_are_reported_not_hidden(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"worker \d stopped with exit status 1.*study 'broken'"):
+        tune(
+            _BrokenTask(),
+            {"lr": LogFloat(1e-3, 1.0)},
+            trials=4,
+            epochs=1,
+            workers=2,
+            study="broken",
+            out=tmp_path,
+        )
+    stored = load_result(f"sqlite:///{tmp_path / 'lrkit-studies.db'}", "broken")
+    assert stored.trials and all(t.state == "FAIL" for t in stored.trials)

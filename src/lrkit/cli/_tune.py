@@ -155,6 +155,8 @@ def tune(
             )  # fmt: skip
         except (TaskError, ValueError) as e:
             fail(str(e))
+        except RuntimeError as e:
+            fail(str(e), code=1)
     console.print(_table(result))
     console.print(result.summary())
     if result.checkpoint is not None:

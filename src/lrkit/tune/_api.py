@@ -340,7 +340,10 @@ def _supervise(
     ctx: Any,
     on_trial: OnTrial | None,
 ) -> None:
-    """Run `workers` processes; when one dies, fail its trial once it is stale and run it again.
+    """Run `workers` processes; when one is killed, fail its trial once it is stale and run it again.
+
+    A worker that raised (a bug, or a task that cannot train) is not replaced: once the others
+    are done, `RuntimeError` says which ones stopped.
 
     A killed worker's trial keeps the state RUNNING. Once its heartbeat is older than the grace
     period, `fail_stale_trials` marks it failed and queues a copy with the same parameters; the
@@ -362,6 +365,7 @@ def _supervise(
     procs = {i: start(i) for i in range(workers)}
     next_index = workers
     pending_deaths: list[float] = []
+    errors: list[str] = []
     seen: set[int] = set()
     try:
         while procs or pending_deaths:
@@ -370,8 +374,10 @@ def _supervise(
                 if p.exitcode is None:
                     continue
                 del procs[i]
-                if p.exitcode != 0:
+                if p.exitcode < 0:  # killed by a signal: its trial goes stale and is run again
                     pending_deaths.append(time.time())
+                elif p.exitcode > 0:  # raised: Optuna has marked its trial failed
+                    errors.append(f"worker {i} stopped with exit status {p.exitcode}")
             if pending_deaths and time.time() - pending_deaths[0] > heartbeat[1] + heartbeat[0]:
                 pending_deaths.pop(0)
                 before = {t.number for t in study.get_trials(deepcopy=False)}
@@ -394,6 +400,11 @@ def _supervise(
             if p.is_alive():
                 p.terminate()
             p.join()
+    if errors:
+        raise RuntimeError(
+            f"{'; '.join(errors)} (its traceback is printed above); the trials that finished are kept "
+            f"in study {study_name!r}"
+        )
 
 
 def load_result(storage: str, study: str) -> TuneResult:
