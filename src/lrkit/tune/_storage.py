@@ -192,9 +192,3 @@ def open_storage(
             raise StorageError(
                 f"`storage` {shown!r}: cannot open the study storage: {type(e).__name__}"
             ) from None
-
-
-def retried_from(trial: Any) -> int | None:
-    """The number of the trial that `trial` re-runs after its worker died, or None."""
-    number = trial.system_attrs.get("failed_trial")
-    return None if number is None else int(number)

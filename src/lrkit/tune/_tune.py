@@ -14,7 +14,6 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from lrkit.tasks import Task, load
@@ -28,7 +27,7 @@ from lrkit.tune._space import (
     grid_points,
     parse_space,
 )
-from lrkit.tune._storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, mask, open_storage
+from lrkit.tune._storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, open_storage
 
 __all__ = ["PRUNERS", "STRATEGIES", "Plan", "make_pruner", "make_sampler"]
 
@@ -323,14 +322,6 @@ def check_plan(existing: Mapping[str, Any] | None, plan: Plan, study: str) -> No
         raise ValueError(f"study {study!r} was started with other settings ({parts}); use another study name")
 
 
-def storage_label(url: str | None) -> str | None:
-    return None if url is None else mask(url)
-
-
 def spawn_context() -> Any:
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     return multiprocessing.get_context(method)
-
-
-def out_dir(path: str | Path | None) -> Path | None:
-    return None if path is None else Path(path)
