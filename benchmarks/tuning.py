@@ -93,8 +93,7 @@ def job_search(task_name: str, space_kind: str, strategy: str, pruner: str, seed
     spent = 0.0
     t0 = time.perf_counter()
     if space_kind == "auto":
-        space, found = auto_space(task, "adam", "constant", seed=seed)
-        first = {"lr": min(max(float(found.suggestion), space["lr"].low), space["lr"].high)}  # type: ignore[attr-defined]
+        space, first, found = auto_space(task, "adam", "constant", seed=seed)
         v = found.verification
         steps = found.steps + (0 if v is None else v.total_steps)
         spent = steps / task.steps_per_epoch()

@@ -6,10 +6,8 @@ from __future__ import annotations
 import base64
 import html
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -44,28 +42,6 @@ def _append(page: Path, section: str) -> None:
     page.write_text(text.replace("</body>", section + "</body>"), encoding="utf-8")
 
 
-def _range_test(task: Any, target: str, total: int) -> Any:
-    import torch
-
-    from lrkit import optim
-    from lrkit.finder import find_lr
-
-    torch.manual_seed(0)
-    model = task.model(0)
-    opt = optim.make(OPTIMIZER, model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return find_lr(
-            model,
-            opt,
-            task.loss,
-            task.loader(0),
-            target=target,
-            val_loader=task.loader(0, "val"),
-            train_steps=total,
-        )
-
-
 def schedules_at(lr: float, peak: float, total: int) -> list[str]:
     """Constant, step decay, cosine and one-cycle specs for a run of `total` steps.
 
@@ -96,7 +72,7 @@ def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12,
     from lrkit.report import compare_section, tuning_section
     from lrkit.report._html import _png
     from lrkit.tasks import load
-    from lrkit.train import compare
+    from lrkit.train import compare, range_test
     from lrkit.tune import LogFloat, tune
     from lrkit.tune._tune import AUTO_SPAN
 
@@ -108,8 +84,8 @@ def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12,
     console.print(
         f"[bold]1/3 range test[/bold] on {task.name} ({OPTIMIZER}), for a constant LR and a one-cycle peak"
     )
-    const = _range_test(task, "constant", total)
-    cycle = _range_test(task, "onecycle", total)
+    const = range_test(task, OPTIMIZER, "constant")
+    cycle = range_test(task, OPTIMIZER, "onecycle")
     for r in (const, cycle):
         if not math.isfinite(r.suggestion):
             raise ValueError(f"the range test on {task.name} gave no suggestion (status {r.status!r})")

@@ -24,6 +24,7 @@ from lrkit.train._early import MONITORS, EarlyStopping
 from lrkit.train._explain import explain, interpret
 from lrkit.train._fit import fit
 from lrkit.train._history import HISTORY_FORMAT, STATUSES, History
+from lrkit.train._range import range_test
 from lrkit.train._runs import CompareResult, Run, format_metric
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "explain",
     "format_metric",
     "interpret",
+    "range_test",
     "HISTORY_FORMAT",
     "MONITORS",
     "STATUSES",

@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import pickle
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -89,26 +88,9 @@ def _run_job(job: _FitJob | _FindJob) -> dict[str, Any]:
 
 
 def _find(task: Task, job: _FindJob) -> dict[str, Any]:
-    import torch
+    from lrkit.train._range import range_test
 
-    from lrkit import optim
-    from lrkit.finder import find_lr
-
-    torch.manual_seed(job.seed)
-    model = task.model(job.seed)
-    opt = optim.make(job.optimizer, model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        result = find_lr(
-            model,
-            opt,
-            task.loss,
-            task.loader(job.seed),
-            target=job.target,
-            seed=job.seed,
-            val_loader=task.loader(job.seed, split="val"),
-            train_steps=job.epochs * task.steps_per_epoch(),
-        )
+    result = range_test(task, job.optimizer, job.target, seed=job.seed, epochs=job.epochs)
     return {"suggestion": float(result.suggestion), "status": result.status}
 
 

@@ -15,8 +15,6 @@ from lrkit.tune._folds import SplitTask, pooled
 from lrkit.tune._result import TuneResult, from_study
 from lrkit.tune._space import (
     DEFAULT_GRID_POINTS,
-    Choice,
-    LogFloat,
     Param,
     SpaceError,
     load_space,
@@ -57,10 +55,8 @@ def _space(
     if space is None:
         raise SpaceError("`space` is required: a mapping of parameters, a YAML file, or 'auto'")
     if isinstance(space, str) and space == "auto":
-        params, found = auto_space(task, optimizer, schedule, seed=seed, epochs=epochs)
-        lr = params["lr"]
-        assert isinstance(lr, LogFloat)
-        return params, {"lr": min(max(float(found.suggestion), lr.low), lr.high)}
+        params, first, _ = auto_space(task, optimizer, schedule, seed=seed, epochs=epochs)
+        return params, first
     if isinstance(space, str | Path):
         return load_space(space), None
     if isinstance(space, Mapping) and all(isinstance(v, Param) for v in space.values()):
@@ -73,15 +69,7 @@ def _check_first(first: Mapping[str, Any], space: Mapping[str, Param]) -> None:
         if name not in space:
             raise ValueError(f"`first` names {name!r}, which is not in the search space ({', '.join(space)})")
         param = space[name]
-        ok = True
-        if isinstance(param, Choice):
-            ok = value in param.values
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            ok = False
-        else:
-            low, high = param.low, param.high  # type: ignore[attr-defined]
-            ok = low <= value <= high
-        if not ok:
+        if not param.contains(value):
             raise ValueError(f"`first` gives {name}={value!r}, outside its search space {param.to_config()}")
 
 

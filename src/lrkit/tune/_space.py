@@ -49,6 +49,10 @@ def _number(where: str, key: str, value: Any) -> float:
     return float(value)
 
 
+def _number_in(value: Any, low: float, high: float) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and low <= value <= high
+
+
 @dataclass(frozen=True)
 class Param:
     """One searchable parameter; subclasses say how it is drawn."""
@@ -62,6 +66,10 @@ class Param:
 
     def grid(self, points: int) -> list[Any]:
         """A finite set of values for grid search."""
+        raise NotImplementedError
+
+    def contains(self, value: Any) -> bool:
+        """Whether `value` is one the parameter can take."""
         raise NotImplementedError
 
     def to_config(self) -> dict[str, Any]:
@@ -97,6 +105,9 @@ class LogFloat(Param):
         values = np.geomspace(self.low, self.high, points)
         return [min(max(float(f"{v:.6g}"), self.low), self.high) for v in values]
 
+    def contains(self, value: Any) -> bool:
+        return _number_in(value, self.low, self.high)
+
     def to_config(self) -> dict[str, Any]:
         return {"type": "log", "low": self.low, "high": self.high}
 
@@ -130,6 +141,9 @@ class Float(Param):
         else:
             values = np.linspace(self.low, self.high, points)
         return [min(max(float(f"{v:.6g}"), self.low), self.high) for v in values]
+
+    def contains(self, value: Any) -> bool:
+        return _number_in(value, self.low, self.high)
 
     def to_config(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "float", "low": self.low, "high": self.high}
@@ -173,6 +187,9 @@ class Int(Param):
         )
         return sorted({round(float(v)) for v in values})
 
+    def contains(self, value: Any) -> bool:
+        return _number_in(value, self.low, self.high)
+
     def to_config(self) -> dict[str, Any]:
         return {"type": "int", "low": self.low, "high": self.high, "log": self.log}
 
@@ -202,6 +219,9 @@ class Choice(Param):
 
     def grid(self, points: int) -> list[Any]:
         return list(self.values)
+
+    def contains(self, value: Any) -> bool:
+        return value in self.values
 
     def to_config(self) -> dict[str, Any]:
         return {"type": "choice", "values": list(self.values)}

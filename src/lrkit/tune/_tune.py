@@ -268,34 +268,20 @@ def check_space(space: Mapping[str, Param], optimizer: str, schedule: str) -> No
 
 def auto_space(
     task: Task, optimizer: str, schedule: str, *, seed: int = 0, epochs: int | None = None
-) -> tuple[dict[str, Param], Any]:
+) -> tuple[dict[str, Param], dict[str, Any], Any]:
     """``lr`` log-uniform over half a decade either side of the LR range test's suggestion.
 
     The range test (with its verification on the validation split) is run for `optimizer` and
     the target of `schedule` (the peak of one-cycle, else a constant LR). Its verification has
     already trained candidates half a decade apart and kept the best, so the space spans the
     bracket between that winner's two neighbours, moved with the suggestion's correction for the
-    full training length. Returns the space and the `FinderResult` (its steps and seconds are
-    what the space cost; its suggestion is a natural first trial).
+    full training length. Returns the space, the first trial (the suggestion, inside the space
+    once rounded) and the `FinderResult` (its steps and seconds are what the space cost).
     """
-    import warnings
+    from lrkit.train import range_test
 
-    import torch
-
-    from lrkit import optim
-    from lrkit.finder import find_lr
-
-    torch.manual_seed(seed)
-    model = task.model(seed)
-    opt = optim.make(optimizer, model)
-    n = task.epochs if epochs is None else epochs
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        target = "onecycle" if schedule == "onecycle" else "constant"
-        result = find_lr(
-            model, opt, task.loss, task.loader(seed), target=target,
-            seed=seed, val_loader=task.loader(seed, split="val"), train_steps=n * task.steps_per_epoch(),
-        )  # fmt: skip
+    target = "onecycle" if schedule == "onecycle" else "constant"
+    result = range_test(task, optimizer, target, seed=seed, epochs=epochs)
     s = float(result.suggestion)
     if not math.isfinite(s) or s <= 0:
         raise ValueError(
@@ -303,7 +289,8 @@ def auto_space(
             f"(status {result.status!r}); give the search space explicitly"
         )
     span = 10.0**AUTO_SPAN
-    return {"lr": LogFloat(float(f"{s / span:.4g}"), float(f"{s * span:.4g}"))}, result
+    lr = LogFloat(float(f"{s / span:.4g}"), float(f"{s * span:.4g}"))
+    return {"lr": lr}, {"lr": min(max(s, lr.low), lr.high)}, result
 
 
 def describe(plan: Plan) -> dict[str, Any]:
