@@ -130,6 +130,9 @@ def job_lrkit(task_name: str, optimizer: str, seed: int, verify_target: str | No
         out["verify_seconds"] = r.verification.seconds
         out["candidates"] = r.verification.candidates
         out["scores"] = r.verification.scores
+        out["errors"] = r.verification.errors
+        out["best"] = r.verification.best
+        out["horizon_factor"] = r.verification.horizon_factor
     return out
 
 
@@ -175,7 +178,7 @@ def _run(job: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 
 #: Bump when lrkit's finder changes: its jobs then run again (training runs stay cached).
-FINDER_VERSION = 7
+FINDER_VERSION = 11
 #: Bump when the anchor wrappers (`_anchors.py`) change; independent of lrkit's finder, so that a
 #: change to lrkit does not rerun torch-lr-finder and fastai.
 ANCHOR_VERSION = 5
@@ -288,17 +291,10 @@ def render(
     for t in tasks:
         task = get(t)
         higher = task.mode == "max"
-        yv = task.data().val[1]
-        trivial = float(np.bincount(yv.numpy()).max() / len(yv)) if higher else 1.0
+        trivial = _trivial(task)
         for o in OPTIMIZERS:
             for tg in TARGETS:
-                means = []
-                for lr in GRID:
-                    vals = [cache[_key(("train", t, o, tg, lr, s))]["metric"] for s in ORACLE_SEEDS]
-                    vals = [v if math.isfinite(v) else (0.0 if higher else math.inf) for v in vals]
-                    means.append(float(np.mean(vals)))
-                i_best = int(np.argmax(means) if higher else np.argmin(means))
-                oracle, oracle_lr = means[i_best], GRID[i_best]
+                oracle, oracle_lr = _oracle(cache, t, o, tg, higher)
                 per_config.append(f"| {t} | {o} | {tg} | {oracle_lr:.0e} | {oracle:.4g} |")
                 picks = {s: _suggestions(cache, t, o, tg, s, anchors) for s in seeds}
                 for rule in picks[seeds[0]]:
@@ -392,6 +388,25 @@ def render(
         *per_config,
     ]
     return "\n".join(head + lines + tail) + "\n"
+
+
+def _trivial(task: Any) -> float:
+    """The metric of a trivial predictor: the majority class's accuracy, or a relative MSE of 1."""
+    if task.mode != "max":
+        return 1.0
+    yv = task.data().val[1]
+    return float(np.bincount(yv.numpy()).max() / len(yv))
+
+
+def _oracle(cache: dict[str, Any], t: str, o: str, tg: str, higher: bool) -> tuple[float, float]:
+    """The oracle grid's best mean metric over `ORACLE_SEEDS` and the LR that reaches it."""
+    means = []
+    for lr in GRID:
+        vals = [cache[_key(("train", t, o, tg, lr, s))]["metric"] for s in ORACLE_SEEDS]
+        vals = [v if math.isfinite(v) else (0.0 if higher else math.inf) for v in vals]
+        means.append(float(np.mean(vals)))
+    i_best = int(np.argmax(means) if higher else np.argmin(means))
+    return means[i_best], GRID[i_best]
 
 
 def _score(cache: dict[str, Any], config: tuple[Any, ...], run_seeds: tuple[int, ...]) -> tuple[float, bool]:
