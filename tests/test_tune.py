@@ -73,6 +73,16 @@ schedule: {type: choice, values: [constant, cosine, "warmup(5) >> cosine(0.1, st
     assert all(1e-4 <= v <= 1.0 for v in grid_points({"lr": LogFloat(1.23456789e-4, 0.123456789)}, 7)["lr"])
 
 
+def test_float_with_log_is_the_log_type() -> None:
+    space = parse_space(
+        {
+            "lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+            "momentum": {"type": "float", "low": 0.8, "high": 0.99, "log": False},
+        }
+    )
+    assert space == {"lr": LogFloat(1e-4, 0.1), "momentum": Float(0.8, 0.99)}
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -94,6 +104,12 @@ schedule: {type: choice, values: [constant, cosine, "warmup(5) >> cosine(0.1, st
         ({"o": {"type": "choice", "values": []}}, "`values` must be a non-empty list"),
         ({"o": ["adam", "adam"]}, "`values` has duplicates"),
         ([1, 2], "expected a mapping of parameter names, got list"),
+        ({"lr": {"type": "float", "low": 1e-4, "high": 1, "log": "yes"}}, "`log` must be true or false"),
+        (
+            {"lr": {"type": "float", "low": 1e-4, "high": 1, "log": True, "step": 0.1}},
+            "`step` cannot be combined with log: true, got step=0.1",
+        ),
+        ({"lr": {"type": "float", "low": 0.0, "high": 1, "log": True}}, "a log range must be > 0"),
     ],
 )
 def test_bad_spaces_name_what_is_wrong(data: object, message: str) -> None:

@@ -260,7 +260,8 @@ def validate_space(space: Mapping[str, Param]) -> dict[str, Param]:
 def parse_space(data: Any, *, source: str = "search space") -> dict[str, Param]:
     """A space from its mapping form: ``{name: {type: log|float|int|choice, ...}}``.
 
-    A bare list is a choice and a bare scalar is a fixed value (a one-value choice).
+    A bare list is a choice and a bare scalar is a fixed value (a one-value choice);
+    ``{type: float, log: true}`` is the same as ``{type: log}``.
 
     >>> parse_space({"lr": {"type": "log", "low": 1e-4, "high": 1.0}, "optimizer": ["sgd", "adam"]})
     {'lr': LogFloat(low=0.0001, high=1.0), 'optimizer': Choice(values=('sgd', 'adam'))}
@@ -286,6 +287,8 @@ def parse_space(data: Any, *, source: str = "search space") -> dict[str, Param]:
                 f"{', '.join(TYPES)}"
             )
         fields = {k: v for k, v in spec.items() if k != "type"}
+        if kind == "float" and "log" in fields:
+            kind = _float_kind(source, name, fields)
         if kind == "choice" and isinstance(fields.get("values"), list):
             fields["values"] = tuple(fields["values"])
         try:
@@ -293,7 +296,7 @@ def parse_space(data: Any, *, source: str = "search space") -> dict[str, Param]:
         except TypeError:
             expected = {
                 "log": "low, high",
-                "float": "low, high and optionally step",
+                "float": "low, high and optionally step or log",
                 "int": "low, high and optionally log",
                 "choice": "values",
             }[kind]
@@ -307,6 +310,19 @@ def parse_space(data: Any, *, source: str = "search space") -> dict[str, Param]:
         return validate_space(space)
     except SpaceError as e:
         raise SpaceError(f"{source}: {e}") from None
+
+
+def _float_kind(source: str, name: Any, fields: dict[str, Any]) -> str:
+    """``{type: float, log: true}`` is the log type (as in Optuna's ``suggest_float(log=True)``)."""
+    log = fields.pop("log")
+    if not isinstance(log, bool):
+        raise SpaceError(f"{source}: parameter {name!r}: `log` must be true or false, got log={log!r}")
+    if log and fields.get("step") is not None:
+        step = fields["step"]
+        raise SpaceError(
+            f"{source}: parameter {name!r}: `step` cannot be combined with log: true, got step={step!r}"
+        )
+    return "log" if log else "float"
 
 
 def load_space(path: str | Path) -> dict[str, Param]:
