@@ -4,7 +4,8 @@ A `Task` bundles a fixed train/val/test split, a model factory, a loss and a sco
 tasks (`names`) train in about a second on one CPU thread, and their metric depends on the
 learning rate, so they serve the LR finder, the command line, the tests and the benchmarks.
 `load` resolves a registered name, ``"path/to/file.py:attr"`` or ``"module:attr"``; `train` runs
-one short training with a named optimizer and schedule.
+one short training with a named optimizer and schedule, and `evaluate_split` scores a model
+on a whole split.
 
 >>> from lrkit.tasks import get, names, train
 >>> names()
@@ -35,9 +36,10 @@ from lrkit.tasks._builtin import (
     majority_sequences,
     spirals,
 )
-from lrkit.tasks._run import OPTIMIZERS, RunResult, make_optimizer, train
+from lrkit.tasks._run import EVAL_CHUNK, OPTIMIZERS, RunResult, evaluate_split, make_optimizer, train
 
 __all__ = [
+    "EVAL_CHUNK",
     "OPTIMIZERS",
     "SPLITS",
     "BatchLoader",
@@ -51,6 +53,7 @@ __all__ = [
     "Task",
     "TaskData",
     "TaskError",
+    "evaluate_split",
     "get",
     "load",
     "majority_sequences",

@@ -19,7 +19,7 @@ from lrkit.optim import make
 from lrkit.schedules import Schedule, constant, onecycle, parse
 from lrkit.tasks._base import Task
 
-__all__ = ["OPTIMIZERS", "RunResult", "make_optimizer", "train"]
+__all__ = ["EVAL_CHUNK", "OPTIMIZERS", "RunResult", "evaluate_split", "make_optimizer", "train"]
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, object]]
 
@@ -97,13 +97,41 @@ def _schedule(schedule: str | Schedule, optimizer: str, lr: float, total: int) -
     return parse(schedule)
 
 
-def _evaluate(task: Task, model: torch.nn.Module, split: str) -> tuple[float, float]:
-    """(metric, loss) on a whole split; NaN for both when the outputs are not finite."""
+#: Examples per forward pass when a whole split is evaluated.
+EVAL_CHUNK = 4096
+
+
+def evaluate_split(
+    task: Task, model: torch.nn.Module, split: str, device: torch.device | str | None = None
+) -> tuple[float, float]:
+    """(loss, metric) of `model` on a whole split of `task`, in eval mode without gradients.
+
+    The split is moved to `device` (default: where the model's first parameter is, else the CPU)
+    in pieces of `EVAL_CHUNK` examples; the model's training mode is restored afterwards. Both
+    values are NaN when the outputs are not finite.
+
+    >>> from lrkit.tasks import get
+    >>> task = get("logreg-digits")
+    >>> loss, accuracy = evaluate_split(task, task.model(0), "val")
+    >>> loss > 1.0, 0.0 <= accuracy <= 1.0
+    (True, True)
+    """
     x, y = task.data().split(split)
-    out = model(x)
-    if not bool(torch.isfinite(out).all()):
-        return math.nan, math.nan
-    return float(task.score(out, y)), float(task.loss(out, y))
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            chunks = max(1, math.ceil(len(x) / EVAL_CHUNK))
+            out = torch.cat([model(xb.to(device)) for xb in torch.tensor_split(x, chunks)])
+            y = y.to(device)
+            if not bool(torch.isfinite(out).all()):
+                return math.nan, math.nan
+            return float(task.loss(out, y)), float(task.score(out, y))
+    finally:
+        model.train(was_training)
 
 
 def train(
@@ -184,11 +212,8 @@ def train(
     if diverged:
         val_metric = val_loss = test_metric = math.nan
     else:
-        net.eval()
-        with torch.no_grad():
-            val_metric, val_loss = _evaluate(task, net, "val")
-            test_metric, _ = _evaluate(task, net, "test")
-        net.train()
+        val_loss, val_metric = evaluate_split(task, net, "val")
+        _, test_metric = evaluate_split(task, net, "test")
     return RunResult(
         val_metric=val_metric,
         val_loss=val_loss,

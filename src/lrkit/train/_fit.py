@@ -17,7 +17,7 @@ import torch
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import make
 from lrkit.schedules import Schedule, constant, cosine, multistep, onecycle, parse
-from lrkit.tasks import BatchLoader, Task
+from lrkit.tasks import BatchLoader, Task, evaluate_split
 from lrkit.train._checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -29,9 +29,6 @@ from lrkit.train._early import EarlyStopping
 from lrkit.train._history import History
 
 __all__ = ["fit"]
-
-#: Examples per forward pass when a whole split is evaluated.
-EVAL_CHUNK = 4096
 
 
 def _read(value: Any) -> float:
@@ -74,26 +71,6 @@ def _build_schedule(schedule: str | Schedule, opt: torch.optim.Optimizer, lr: fl
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-
-def _evaluate(task: Task, model: torch.nn.Module, split: str, device: torch.device) -> tuple[float, float]:
-    """(loss, metric) of `model` on a whole split, in eval mode without gradients.
-
-    Both are NaN when the outputs are not finite.
-    """
-    x, y = task.data().split(split)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            chunks = max(1, math.ceil(len(x) / EVAL_CHUNK))
-            out = torch.cat([model(xb.to(device)) for xb in torch.tensor_split(x, chunks)])
-            y = y.to(device)
-            if not bool(torch.isfinite(out).all()):
-                return math.nan, math.nan
-            return float(task.loss(out, y)), float(task.score(out, y))
-    finally:
-        model.train(was_training)
 
 
 class _Progress:
@@ -366,7 +343,7 @@ def fit(
                     bar.step(f"epoch {epoch}/{epochs}", value, history.lrs[-1])
                 if history.status == "diverged":
                     break
-                val_loss, val_metric = _evaluate(task, net, "val", dev)
+                val_loss, val_metric = evaluate_split(task, net, "val", dev)
                 history.add_epoch(
                     train_loss=sum(losses) / len(losses),
                     val_loss=val_loss,
@@ -412,13 +389,13 @@ def fit(
     if es is not None and es.restore_best and best_state is not None:
         net.load_state_dict(best_state)
         history.restored_epoch = es.best_epoch
-        _, history.final_metric = _evaluate(task, net, "val", dev)
-        _, history.test_metric = _evaluate(task, net, "test", dev)
+        _, history.final_metric = evaluate_split(task, net, "val", dev)
+        _, history.test_metric = evaluate_split(task, net, "test", dev)
     elif history.status == "diverged" or not history.epochs:
         history.final_metric = history.test_metric = math.nan
     else:
         history.final_metric = history.epochs[-1]["val_metric"]
-        _, history.test_metric = _evaluate(task, net, "test", dev)
+        _, history.test_metric = evaluate_split(task, net, "test", dev)
     net.train()
     history.seconds = earlier_seconds + time.perf_counter() - start
     return history

@@ -10,9 +10,8 @@ from typing import Any
 import torch
 
 from lrkit import optim
-from lrkit.tasks import Task, TaskData
+from lrkit.tasks import Task, TaskData, evaluate_split
 from lrkit.train import History, fit
-from lrkit.train._fit import _evaluate
 from lrkit.tune._folds import SplitTask, folds
 from lrkit.tune._lockstep import Stepper
 
@@ -74,7 +73,7 @@ class Outcome:
 
 def _untrained_score(task: Task, seed: int) -> float:
     torch.manual_seed(seed)
-    _, metric = _evaluate(task, task.model(seed), "val", torch.device("cpu"))
+    _, metric = evaluate_split(task, task.model(seed), "val", "cpu")
     return metric
 
 
