@@ -24,8 +24,10 @@ Usage::
     .venv/bin/python benchmarks/finder.py                 # everything (about 20 minutes on 2 cores)
     .venv/bin/python benchmarks/finder.py --quick         # two tasks, 2 finder seeds: a smoke run
     .venv/bin/python benchmarks/finder.py --out report.md
+    .venv/bin/python benchmarks/finder.py --holdout     # the tasks of benchmarks/holdout_tasks.py
 
-Results are cached in ``benchmarks/out/finder-cache.json`` (delete it to start over).
+Results are cached in ``benchmarks/out/finder-cache.json`` (``finder-holdout-cache.json`` for
+``--holdout``; delete it to start over).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 CACHE = HERE / "out" / "finder-cache.json"
+#: The cache of the held-out tasks (`--holdout`), so that both runs can go on at once.
+HOLDOUT_CACHE = HERE / "out" / "finder-holdout-cache.json"
 
 OPTIMIZERS = ("momentum", "adam")
 TARGETS = ("constant", "onecycle")
@@ -178,7 +182,7 @@ def _run(job: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 
 #: Bump when lrkit's finder changes: its jobs then run again (training runs stay cached).
-FINDER_VERSION = 11
+FINDER_VERSION = 12
 #: Bump when the anchor wrappers (`_anchors.py`) change; independent of lrkit's finder, so that a
 #: change to lrkit does not rerun torch-lr-finder and fastai.
 ANCHOR_VERSION = 5
@@ -243,11 +247,22 @@ def main() -> None:
     ap.add_argument("--no-anchors", action="store_true", help="skip torch-lr-finder and fastai")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--out", type=Path, help="also write the Markdown report here")
+    ap.add_argument(
+        "--holdout", action="store_true", help="the held-out tasks of benchmarks/holdout_tasks.py instead"
+    )
     args = ap.parse_args()
 
     from lrkit.tasks import get, names
 
-    tasks = names()[:2] if args.quick else names()
+    if args.holdout:
+        import holdout_tasks  # registers its tasks here, before the worker processes fork
+
+        global CACHE
+        CACHE = HOLDOUT_CACHE
+        tasks = holdout_tasks.NAMES
+    else:
+        tasks = [t for t in names() if not t.startswith("holdout-")]
+    tasks = tasks[:2] if args.quick else tasks
     seeds = FINDER_SEEDS[:2] if args.quick else FINDER_SEEDS
     anchors = not args.no_anchors
     cache: dict[str, Any] = json.loads(CACHE.read_text()) if CACHE.exists() else {}
@@ -277,14 +292,19 @@ def main() -> None:
                             jobs += [("train", t, o, tg, _round_lr(lr), s2) for s2 in (s, *ORACLE_SEEDS)]
     run_all(jobs, cache, args.workers)
     _save(cache)
-    report = render(cache, tasks, seeds, anchors, get)
+    report = render(cache, tasks, seeds, anchors, get, " --holdout" if args.holdout else "")
     print(report)
     if args.out:
         args.out.write_text(report)
 
 
 def render(
-    cache: dict[str, Any], tasks: list[str], seeds: tuple[int, ...], anchors: bool, get: Callable[[str], Any]
+    cache: dict[str, Any],
+    tasks: list[str],
+    seeds: tuple[int, ...],
+    anchors: bool,
+    get: Callable[[str], Any],
+    command: str = "",
 ) -> str:
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     per_config: list[str] = []
@@ -369,13 +389,13 @@ def render(
     head = [
         "## LR finder quality",
         "",
-        "Command: `.venv/bin/python benchmarks/finder.py` — machine: "
+        f"Command: `.venv/bin/python benchmarks/finder.py{command}` — machine: "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, one thread per process.",
         "",
         f"{len(tasks)} tasks x {len(OPTIMIZERS)} optimizers x {len(TARGETS)} targets = "
         f"{len(tasks) * len(OPTIMIZERS) * len(TARGETS)} configurations, {len(seeds)} finder seeds each. "
         "Regret: accuracy points lost against the oracle grid's best mean validation metric (for "
-        "mlp-diabetes: % relative validation MSE). Catastrophic: the run diverged, or its metric is "
+        "regression: % relative validation MSE). Catastrophic: the run diverged, or its metric is "
         "closer to a trivial predictor than to the oracle.",
         "",
     ]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lrkit import find_lr
-from lrkit.finder import RULES, DivergenceMonitor, FinderResult, smooth
+from lrkit.finder import RULES, DivergenceMonitor, FinderResult, divergence_cap, smooth
 from lrkit.schedules import Cyclic, OneCycle, constant
 
 
@@ -323,6 +323,19 @@ def test_smoothing_has_no_lag() -> None:
     x = np.linspace(-3, 3, 200)
     y = x**2
     assert int(np.argmin(smooth(y))) in (99, 100)
+
+
+def test_a_diverged_loss_does_not_leak_into_the_smoothed_curve() -> None:
+    # noisy plateau, a valley at index 55, then one enormous loss where the sweep stopped
+    rng = np.random.default_rng(0)
+    k = np.arange(73)
+    y = 1.0 - 0.5 * np.exp(-0.5 * ((k - 55) / 6.0) ** 2) + 0.2 * rng.standard_normal(73)
+    y[-1] = 1e12
+    s = smooth(y)
+    assert 48 <= int(np.argmin(s)) <= 62
+    assert s.max() <= divergence_cap(y) and divergence_cap(y) < 2.0
+    assert divergence_cap([-1.0, -1.1, -0.9, -1.5, -2.0, 5.0]) == pytest.approx(0.0)  # negative losses
+    assert divergence_cap([math.nan, math.inf]) == math.inf
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from lrkit.finder._api import find_lr
 from lrkit.finder._result import FinderResult, Verification
 from lrkit.finder._rules import (
     RULES,
+    divergence_cap,
     minimum,
     minimum_div10,
     progress_interval,
@@ -22,6 +23,7 @@ __all__ = [
     "FinderResult",
     "Snapshot",
     "Verification",
+    "divergence_cap",
     "find_lr",
     "minimum",
     "minimum_div10",

@@ -23,7 +23,10 @@ def smooth(losses: npt.ArrayLike, width: float = 0.05) -> FloatArray:
     """Centred Gaussian smoothing over the sweep index, renormalized at the edges.
 
     `width` is the kernel's standard deviation as a fraction of the number of points (at least
-    one point). Non-finite losses are ignored (they get zero weight).
+    one point). Non-finite losses are ignored (they get zero weight). Losses are first clipped
+    from above at `divergence_cap`: a kernel's tails are small but not zero, and a diverged loss
+    of 1e12 at the end of a sweep would otherwise lift the smoothed curve twenty points before
+    it, where the raw loss is still at its lowest.
     """
     y = np.asarray(losses, dtype=np.float64)
     n = y.size
@@ -31,12 +34,34 @@ def smooth(losses: npt.ArrayLike, width: float = 0.05) -> FloatArray:
         return y.copy()
     sigma = max(width * n, 1.0)
     finite = np.isfinite(y)
+    y = np.minimum(y, divergence_cap(y))
     idx = np.arange(n, dtype=np.float64)
     kernel = np.exp(-0.5 * ((idx[:, None] - idx[None, :]) / sigma) ** 2) * finite[None, :]
     weights = kernel.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = (kernel @ np.where(finite, y, 0.0)) / weights
     return np.where(weights > 0, out, np.nan)
+
+
+def divergence_cap(losses: npt.ArrayLike, head: float = 0.1) -> float:
+    """The level above which a sweep's loss carries no more information: as far above the
+    starting loss as the lowest loss is below it.
+
+    The starting loss is the median of the first `head` fraction of the finite losses (at least
+    three). A loss above ``start + (start - lowest)`` is worse than where the sweep started by as
+    much as the best point improved on it: the sweep has diverged there, and how far it has
+    diverged does not matter to any rule. Differences, so negative losses work. ``inf`` when
+    there are no finite losses.
+
+    >>> divergence_cap([2.0, 2.1, 1.9, 1.0, 0.5, 9e12])
+    3.5
+    """
+    y = np.asarray(losses, dtype=np.float64)
+    y = y[np.isfinite(y)]
+    if y.size == 0:
+        return math.inf
+    start = float(np.median(y[: max(3, int(head * y.size))]))
+    return start + max(start - float(y.min()), 0.0)
 
 
 def _valid(lrs: FloatArray, losses: FloatArray) -> tuple[FloatArray, FloatArray]:
