@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lrkit import find_lr
-from lrkit.finder import RULES, DivergenceMonitor, FinderResult, divergence_cap, smooth
+from lrkit.finder import FLAT_DECADES, RULES, DivergenceMonitor, FinderResult, divergence_cap, smooth
 from lrkit.schedules import Cyclic, OneCycle, constant
 
 
@@ -235,7 +235,7 @@ def test_gradient_accumulation_counts_optimizer_steps() -> None:
 
     with pytest.warns(UserWarning) as caught:  # 1e-3 is too small an end for this model
         r = find_lr(model, opt, None, _batches(), step_fn=step_fn, accumulation=4, steps=40, end_lr=1e-3)
-    assert any("never fell" in str(w.message) for w in caught)
+    assert any("neither fell nor diverged" in str(w.message) for w in caught)
     assert len(r.lrs) == 40 and r.steps == 40 and seen == 160
     assert r.lrs[-1] == pytest.approx(1e-3)
 
@@ -279,6 +279,47 @@ def test_nan_from_the_first_step_is_a_result_not_a_crash() -> None:
         )
     assert r.status == "nan-at-start" and math.isnan(r.suggestion)
     assert math.isnan(json.loads(r.to_json())["suggestion"] or math.nan)
+    with pytest.raises(ValueError, match="no usable LR"):
+        r.schedule()
+
+
+def _plateau_step(opt: torch.optim.Optimizer, edge: float | None) -> Any:
+    """A loss that never falls (a deep net on its plateau, at ln(10)) and explodes once the LR
+    passes `edge` (never when None)."""
+
+    def step(m: torch.nn.Module, b: Any) -> torch.Tensor:
+        lr = opt.param_groups[0]["lr"]
+        level = 2.3
+        if edge is not None and lr > edge:
+            level *= (lr / edge) ** 3
+        return m(b[0]).sum() * 0.0 + level
+
+    return step
+
+
+def test_a_flat_sweep_that_diverges_is_read_below_the_divergence() -> None:
+    readings = {}
+    for target in ("constant", "onecycle"):
+        model = _model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with pytest.warns(UserWarning, match="never fell before the sweep diverged"):
+            r = find_lr(model, opt, None, _batches(), step_fn=_plateau_step(opt, edge=0.5), target=target)
+        assert r.status == "flat" and r.stopped_at is not None
+        edge = r.lrs[r.stopped_at]
+        assert 0.5 < edge < 5.0  # it did diverge just past 0.5
+        readings[target] = r.suggestion
+        assert math.isclose(r.suggestions["lrkit"], edge * 10**-FLAT_DECADES)
+    # not the start of the sweep, where the minimum of a flat curve's noise may lie
+    assert 1e-4 < readings["constant"] < 1e-2
+    assert math.isclose(readings["onecycle"], readings["constant"] * math.sqrt(2))
+
+
+def test_a_sweep_that_neither_falls_nor_diverges_suggests_nothing() -> None:
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match="neither fell nor diverged"):
+        r = find_lr(model, opt, None, _batches(), step_fn=_plateau_step(opt, edge=None))
+    assert r.status == "flat" and r.stopped_at is None and math.isnan(r.suggestion)
     with pytest.raises(ValueError, match="no usable LR"):
         r.schedule()
 

@@ -3,7 +3,9 @@
 from lrkit.finder._api import find_lr
 from lrkit.finder._result import FinderResult, Verification
 from lrkit.finder._rules import (
+    FLAT_DECADES,
     RULES,
+    below_divergence,
     divergence_cap,
     minimum,
     minimum_div10,
@@ -18,11 +20,13 @@ from lrkit.finder._snapshot import Snapshot
 from lrkit.finder._sweep import DivergenceMonitor
 
 __all__ = [
+    "FLAT_DECADES",
     "RULES",
     "DivergenceMonitor",
     "FinderResult",
     "Snapshot",
     "Verification",
+    "below_divergence",
     "divergence_cap",
     "find_lr",
     "minimum",

@@ -14,7 +14,7 @@ import torch
 
 from lrkit.finder._choice import candidate_grid, paired_scores, select
 from lrkit.finder._result import FinderResult, Verification
-from lrkit.finder._rules import RULES, progress_interval, smooth
+from lrkit.finder._rules import FLAT_DECADES, RULES, below_divergence, progress_interval, smooth
 from lrkit.finder._snapshot import Snapshot
 from lrkit.finder._sweep import (
     Batches,
@@ -121,6 +121,11 @@ def _read(trace: Trace, target: str, width: float) -> tuple[dict[str, float], li
     picks = {name: float(fn(lrs, sm)) for name, fn in RULES.items()}
     lo, _ = progress_interval(lrs, sm)
     if not math.isfinite(lo):
+        # The loss never fell: the minimum of a flat curve is noise. Where the sweep diverged is
+        # still an upper bound; without divergence there is nothing to read.
+        edge = float(lrs[trace.stopped_at]) if trace.stopped_at is not None else math.nan
+        picks["lrkit"] = below_divergence(edge)
+        picks["lrkit-peak"] = below_divergence(edge, peak=True)
         return picks, sm.tolist(), "flat"
     return picks, sm.tolist(), "diverged" if trace.stopped_at is not None else "ok"
 
@@ -321,10 +326,16 @@ def _combine(
             "the loss was not finite from the first step: check the model, data and loss "
             "(no LR can be suggested)"
         )
+    elif status == "flat" and trace.stopped_at is not None:
+        w.append(
+            f"the loss never fell before the sweep diverged at lr={trace.lrs[trace.stopped_at]:.3g}: "
+            f"the suggestion is {FLAT_DECADES:g} decades below that; verify it (val_loader=), use "
+            "more `steps`, or check that the model can learn at all"
+        )
     elif status == "flat":
         w.append(
-            "the loss never fell during the sweep: raise `end_lr`, use more `steps`, or check "
-            "that the model can learn at all"
+            "the loss neither fell nor diverged during the sweep (no LR can be suggested): raise "
+            "`end_lr`, use more `steps`, or check that the model can learn at all"
         )
     elif trace.stopped_at is None and len(trace.losses) and math.isfinite(hi) and hi >= trace.lrs[-1] / 1.5:
         w.append(
@@ -334,7 +345,7 @@ def _combine(
     if any(r[2] == "nan-at-start" for r in readings[1:]) and status != "nan-at-start":
         w.append("some repeated sweeps had a non-finite loss from the first step")
     compared = [combined[n] for n in COMPARED if math.isfinite(combined[n]) and combined[n] > 0]
-    if len(compared) >= 2 and math.log10(max(compared) / min(compared)) > 1.0:
+    if status != "flat" and len(compared) >= 2 and math.log10(max(compared) / min(compared)) > 1.0:
         w.append(
             f"the rules disagree by {math.log10(max(compared) / min(compared)):.1f} decades "
             f"({', '.join(f'{n}={combined[n]:.2g}' for n in COMPARED)}){hint}"

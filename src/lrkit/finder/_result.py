@@ -50,7 +50,8 @@ class FinderResult:
         interval: (low, high) LRs over which the loss falls usefully.
         target: the schedule the suggestion is for: "constant" or "onecycle" (a peak).
         status: "ok", "diverged" (stopped early when the loss blew up: normal), "nan-at-start"
-            (the loss was not finite from the first step), or "flat" (the loss never fell).
+            (the loss was not finite from the first step), or "flat" (the loss never fell: the
+            suggestion is then `FLAT_DECADES` below where the sweep diverged, or NaN if it did not).
         stopped_at: index of the step where divergence was detected (None if never).
         seeds: per-seed suggestions when the sweep was repeated, and `spread` their range in
             decades of LR.
