@@ -25,6 +25,7 @@ Usage::
     .venv/bin/python benchmarks/finder.py --quick         # two tasks, 2 finder seeds: a smoke run
     .venv/bin/python benchmarks/finder.py --out report.md
     .venv/bin/python benchmarks/finder.py --holdout     # the tasks of benchmarks/holdout_tasks.py
+    .venv/bin/python benchmarks/finder.py --sweep-share 0.2   # a variant: a shorter sweep on short runs
 
 Results are cached in ``benchmarks/out/finder-cache.json`` (``finder-holdout-cache.json`` for
 ``--holdout``; delete it to start over).
@@ -59,6 +60,10 @@ GRID = [float(10.0 ** (-5 + 0.5 * k)) for k in range(13)]  # 1e-5 .. 10
 ORACLE_SEEDS = (0, 1, 2)
 FINDER_SEEDS = (0, 1, 2, 3, 4)
 LRKIT_RULES = ("valley", "minimum/10", "slide", "steepest")
+#: `--sweep-share`: lrkit's sweep is this share of the planned run when that is shorter than the
+#: default sweep (at least `MIN_SHARED_SWEEP` steps); None for the default sweep.
+SWEEP_SHARE: float | None = None
+MIN_SHARED_SWEEP = 30
 ANCHOR_RULES = ("torch-lr-finder steepest", "fastai valley", "fastai minimum", "fastai steep", "fastai slide")
 
 
@@ -115,6 +120,8 @@ def job_lrkit(task_name: str, optimizer: str, seed: int, verify_target: str | No
     if verify_target is not None:
         run_steps = task.epochs * len(loader)
         kwargs = {"target": verify_target, "val_loader": task.loader(seed, "val"), "train_steps": run_steps}
+    if SWEEP_SHARE is not None:  # the same sweep for the plain and the verified run
+        kwargs["steps"] = max(MIN_SHARED_SWEEP, min(80, round(SWEEP_SHARE * task.epochs * len(loader))))
     t0 = time.perf_counter()
     r = find_lr(model, opt, task.loss, loader, seed=seed, **kwargs)
     seconds = time.perf_counter() - t0
@@ -190,7 +197,7 @@ ANCHOR_VERSION = 5
 
 def _key(job: tuple[Any, ...]) -> str:
     if job[0] == "lrkit":
-        job = (*job, FINDER_VERSION)
+        job = (*job, FINDER_VERSION) if SWEEP_SHARE is None else (*job, FINDER_VERSION, "share", SWEEP_SHARE)
     elif job[0] == "anchor":
         job = (*job, ANCHOR_VERSION)
     return json.dumps(job)
@@ -250,7 +257,17 @@ def main() -> None:
     ap.add_argument(
         "--holdout", action="store_true", help="the held-out tasks of benchmarks/holdout_tasks.py instead"
     )
+    ap.add_argument(
+        "--sweep-share",
+        type=float,
+        help="variant: lrkit's sweep is at most this share of the planned run (at least 30 steps)",
+    )
     args = ap.parse_args()
+    if args.sweep_share is not None:
+        if not 0 < args.sweep_share <= 1:
+            ap.error(f"--sweep-share must be in (0, 1], got {args.sweep_share}")
+        global SWEEP_SHARE
+        SWEEP_SHARE = args.sweep_share
 
     from lrkit.tasks import get, names
 
@@ -292,7 +309,10 @@ def main() -> None:
                             jobs += [("train", t, o, tg, _round_lr(lr), s2) for s2 in (s, *ORACLE_SEEDS)]
     run_all(jobs, cache, args.workers)
     _save(cache)
-    report = render(cache, tasks, seeds, anchors, get, " --holdout" if args.holdout else "")
+    command = (" --holdout" if args.holdout else "") + (
+        f" --sweep-share {SWEEP_SHARE:g}" if SWEEP_SHARE is not None else ""
+    )
+    report = render(cache, tasks, seeds, anchors, get, command)
     print(report)
     if args.out:
         args.out.write_text(report)
