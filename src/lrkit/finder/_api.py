@@ -329,8 +329,9 @@ def _combine(
     elif status == "flat" and trace.stopped_at is not None:
         w.append(
             f"the loss never fell before the sweep diverged at lr={trace.lrs[trace.stopped_at]:.3g}: "
-            f"the suggestion is {FLAT_DECADES:g} decades below that; verify it (val_loader=), use "
-            "more `steps`, or check that the model can learn at all"
+            f"the suggestion is {FLAT_DECADES:g} decades below that"
+            + ("; verification decides around it" if verifying else "; verify it (val_loader=)")
+            + ", use more `steps`, or check that the model can learn at all"
         )
     elif status == "flat":
         w.append(
