@@ -11,11 +11,15 @@ Rules:
 - softmin: a geometric mean of the candidates weighted by exp(-z**2 / 2), z the candidate's
   distance from the best in standard errors.
 - mid: the geometric midpoint of the default's pick and the best candidate.
+- one-cycle, half / no correction: the default rule, with the horizon factor's exponent halved
+  or zero for the one-cycle target (its peak's optimum may move less with the training length
+  than a constant LR's, since the schedule anneals the noise away at the end).
 
-Each pick is multiplied by the run's horizon factor, as lrkit does. Run `benchmarks/finder.py`
-first; this script then needs only the training runs of the new picks.
+Each pick is multiplied by the run's horizon factor, as lrkit does (raised to the variant's
+exponent). Run `benchmarks/finder.py` first (with `--holdout` for the held-out tasks); this script
+then needs only the training runs of the new picks.
 
-    .venv/bin/python benchmarks/finder_replay.py [--workers 2]
+    .venv/bin/python benchmarks/finder_replay.py [--workers 2] [--holdout]
 """
 
 from __future__ import annotations
@@ -55,7 +59,14 @@ def _mid(lrs: Sequence[float], scores: Sequence[float], errors: Sequence[float])
     return math.sqrt(_default(lrs, scores, errors) * best)
 
 
-RULES: dict[str, Rule] = {"default": _default, "softmin": _softmin, "mid": _mid}
+#: name -> (selection rule, exponent of the horizon factor for the constant target, for one-cycle)
+RULES: dict[str, tuple[Rule, float, float]] = {
+    "default": (_default, 1.0, 1.0),
+    "softmin": (_softmin, 1.0, 1.0),
+    "mid": (_mid, 1.0, 1.0),
+    "one-cycle: half the correction": (_default, 1.0, 0.5),
+    "one-cycle: no correction": (_default, 1.0, 0.0),
+}
 
 
 def _picks(cache: dict, t: str, o: str, tg: str, seed: int) -> dict[str, float]:
@@ -64,7 +75,10 @@ def _picks(cache: dict, t: str, o: str, tg: str, seed: int) -> dict[str, float]:
         where = f"{t}/{o}/{tg}/seed {seed}"
         raise SystemExit(f"the cache has no standard errors for {where}: run benchmarks/finder.py first")
     args = (r["candidates"], r["scores"], r["errors"])
-    picks = {name: F._round_lr(rule(*args) * r["horizon_factor"]) for name, rule in RULES.items()}
+    picks = {
+        name: F._round_lr(rule(*args) * r["horizon_factor"] ** (const if tg == "constant" else cycle))
+        for name, (rule, const, cycle) in RULES.items()
+    }
     if not math.isclose(picks["default"], F._round_lr(r["suggestion"]), rel_tol=1e-9):
         raise SystemExit(
             f"default {picks['default']} != cached suggestion {r['suggestion']} at {t}/{o}/{tg}/{seed}"
@@ -75,12 +89,20 @@ def _picks(cache: dict, t: str, o: str, tg: str, seed: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--holdout", action="store_true", help="the held-out tasks' cache instead")
     args = parser.parse_args()
     F._setup()
     from lrkit.tasks import get, names
 
+    if args.holdout:
+        import holdout_tasks  # registers its tasks before the worker processes fork
+
+        F.CACHE = F.HOLDOUT_CACHE
+        tasks = holdout_tasks.NAMES
+    else:
+        tasks = [t for t in names() if not t.startswith("holdout-")]
     cache = json.loads(F.CACHE.read_text())
-    configs = [(t, o, tg) for t in names() for o in F.OPTIMIZERS for tg in F.TARGETS]
+    configs = [(t, o, tg) for t in tasks for o in F.OPTIMIZERS for tg in F.TARGETS]
     jobs = []
     for t, o, tg in configs:
         for s in F.FINDER_SEEDS:
