@@ -75,6 +75,51 @@ def test_find_on_a_user_task_file(tmp_path: Path) -> None:
     assert "blobs" in res.output
 
 
+def test_find_on_a_task_that_cannot_learn_says_so(tmp_path: Path) -> None:
+    task_file = tmp_path / "stuck.py"
+    task_file.write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from lrkit.tasks import Task, TaskData
+
+            class Stuck(torch.nn.Module):  # its output never depends on its weights
+                def __init__(self):
+                    super().__init__()
+                    self.w = torch.nn.Parameter(torch.zeros(2, 2))
+
+                def forward(self, x):
+                    return x[:, :2] * 0.0 + self.w.sum() * 0.0
+
+            class Task_(Task):
+                name = "stuck"
+                metric = "accuracy"
+                mode = "max"
+                epochs = 3
+                batch_size = 32
+
+                def data(self):
+                    g = torch.Generator().manual_seed(0)
+                    x = torch.randn(300, 2, generator=g)
+                    y = (x[:, 0] > 0).long()
+                    return TaskData(train=(x[:200], y[:200]), val=(x[200:250], y[200:250]),
+                                    test=(x[250:], y[250:]))
+
+                def model(self, seed):
+                    return Stuck()
+
+            task = Task_()
+            """
+        )
+    )
+    res = runner.invoke(app, ["find", f"{task_file}:task", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "status: flat; useful interval: none" in res.output
+    assert "neither fell nor diverged" in res.output
+    data = json.loads((tmp_path / "o" / "lr_find.json").read_text())
+    assert data["status"] == "flat" and data["suggestion"] is None
+
+
 def test_find_errors_are_clean() -> None:
     res = runner.invoke(app, ["find", "--task", "no-such-task"])
     assert res.exit_code == 2 and "no-such-task" in res.output and "mlp-digits" in res.output

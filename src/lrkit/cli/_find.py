@@ -102,8 +102,9 @@ def find(
         table.add_row(rule_name, f"{value:.3g}" if math.isfinite(value) else "-")
     console.print(table)
     lo, hi = result.interval
+    interval = f"{lo:.3g} .. {hi:.3g}" if math.isfinite(lo) and math.isfinite(hi) else "none"
     console.print(
-        f"status: {result.status}; useful interval: {lo:.3g} .. {hi:.3g}; "
+        f"status: {result.status}; useful interval: {interval}; "
         f"{result.steps} steps in {result.seconds:.1f} s"
     )
     if result.seeds:
