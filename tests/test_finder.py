@@ -182,6 +182,18 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert fig.axes[0].get_xscale() == "log"
 
 
+def test_the_plot_of_a_flat_curve_shows_its_noise_as_noise() -> None:
+    rng = np.random.default_rng(0)
+    lrs = list(np.geomspace(1e-7, 1.0, 60))
+    losses = list(2.3 + 0.02 * rng.standard_normal(60))
+    sm = smooth(losses)
+    r = FinderResult(lrs, losses, list(sm), math.nan, {}, (math.nan, math.nan), "constant", "flat")
+    low, high = r.plot().axes[0].get_ylim()
+    # the range is set by the raw loss's noise, not by the smoothed curve's ripples
+    inside = np.mean([(low <= v <= high) for v in losses])
+    assert inside >= 0.9
+
+
 def test_seeds_report_spread_and_agree_roughly() -> None:
     model = _model()
     r = find_lr(

@@ -175,15 +175,29 @@ class FinderResult:
         ax.set_ylabel("training loss")
         finite = np.asarray(self.smoothed)[np.isfinite(self.smoothed)]
         if finite.size:
+            low = float(finite.min())
             top = max(float(finite[0]), float(np.median(finite)))
-            span = top - float(finite.min())
-            ax.set_ylim(float(finite.min()) - 0.1 * span - 1e-12, top + 0.3 * span + 1e-12)
+            span = top - low
+            # a flat curve's ripples are not shape: leave room for the raw losses' noise around it
+            extra = max(0.0, 6.0 * _noise(self.losses, self.smoothed) - span) / 2
+            ax.set_ylim(low - 0.1 * span - extra - 1e-12, top + 0.3 * span + extra + 1e-12)
         ax.set_title(f"LR range test ({self.status})", fontsize="medium")
         ax.legend(fontsize="x-small", loc="best")
         ax.grid(True, alpha=0.3, which="both")
         if path is not None:
             fig.savefig(path, dpi=120)
         return fig
+
+
+def _noise(losses: list[float], smoothed: list[float]) -> float:
+    """Robust standard deviation (1.4826 x median absolute deviation) of the raw losses around
+    the smoothed curve, over the points where both are finite; 0 when there are none."""
+    raw, sm = np.asarray(losses, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
+    ok = np.isfinite(raw) & np.isfinite(sm)
+    if not ok.any():
+        return 0.0
+    resid = raw[ok] - sm[ok]
+    return 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
 
 
 def _json_safe(obj: Any) -> Any:
