@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,9 +16,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
+from lrkit.tasks import load
 from lrkit.tune import load_result
 from lrkit.tune._storage import open_storage
+from lrkit.tune._tune import Objective, Plan
 
 DATA = Path(__file__).parent / "data"
 TASK = f"{DATA / 'sleepy_task.py'}:task"
@@ -102,3 +106,30 @@ def test_four_workers_on_postgres_survive_a_killed_worker(postgres_url: str, tmp
 
 def test_two_workers_on_sqlite_survive_a_killed_worker(tmp_path: Path) -> None:
     _run_and_kill(f"sqlite:///{tmp_path / 'study.db'}", tmp_path, workers=2, trials=24)
+
+
+def test_a_trial_has_a_heartbeat_before_it_trains(tmp_path: Path) -> None:
+    """Optuna's heartbeat thread writes a trial's first heartbeat asynchronously, and a trial
+    without any heartbeat is never found stale: a worker killed before that write (seen on SQLite:
+    the trial had its parameters) left the trial RUNNING for ever. lrkit's objective writes the
+    first heartbeat itself, before it draws the parameters."""
+    db = tmp_path / "study.db"
+    storage = open_storage(f"sqlite:///{db}", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(study_name="beat", storage=storage, direction="minimize")
+    task = load(TASK)
+    build = task.model
+    beats_when_training: list[int] = []
+
+    def model(seed: int) -> torch.nn.Module:
+        with sqlite3.connect(db) as con:
+            beats_when_training.append(con.execute("SELECT COUNT(*) FROM trial_heartbeats").fetchone()[0])
+        return build(seed)
+
+    task.model = model  # type: ignore[method-assign]  # the real task, watched as it starts training
+    plan = Plan(
+        task=TASK, metric="rel_mse", mode="min", space={"lr": {"type": "log", "low": 1e-3, "high": 0.3}},
+        strategy="random", pruner="none", epochs=1, cv=None, seed=0, optimizer="adam", schedule="constant",
+    )  # fmt: skip
+    trial = study.ask()  # no heartbeat thread: only what the objective writes
+    study.tell(trial, Objective(plan, task)(trial))
+    assert beats_when_training and all(n == 1 for n in beats_when_training)

@@ -117,6 +117,7 @@ class Objective:
     def __call__(self, trial: Any) -> float:
         import optuna
 
+        _first_heartbeat(trial)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = {name: p.suggest(trial, name) for name, p in self.space.items()}
         config = resolve(params, optimizer=self.plan.optimizer, schedule=self.plan.schedule)
@@ -134,6 +135,19 @@ class Objective:
             raise optuna.TrialPruned(f"pruned after epoch {out.pruned_at}")
         trial.set_user_attr("fold_values", out.fold_values)
         return out.value
+
+
+def _first_heartbeat(trial: Any) -> None:
+    """Write the trial's first heartbeat now, before anything else of it is stored.
+
+    Optuna's heartbeat thread writes it asynchronously (on a busy SQLite file, possibly after the
+    trial has drawn its parameters), and a trial without any heartbeat is never found stale: a
+    worker killed before that first write would leave its trial RUNNING for ever.
+    """
+    storage = trial.storage
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if interval is not None:
+        storage.record_heartbeat(trial._trial_id)  # Optuna's trials expose no public id for this
 
 
 def _claim(tickets: Any) -> bool:
