@@ -130,6 +130,7 @@ def test_a_trial_has_a_heartbeat_before_it_trains(tmp_path: Path) -> None:
         task=TASK, metric="rel_mse", mode="min", space={"lr": {"type": "log", "low": 1e-3, "high": 0.3}},
         strategy="random", pruner="none", epochs=1, cv=None, seed=0, optimizer="adam", schedule="constant",
     )  # fmt: skip
-    trial = study.ask()  # no heartbeat thread: only what the objective writes
+    with pytest.warns(UserWarning, match="supposed to be used with Study.optimize"):
+        trial = study.ask()  # no heartbeat thread: only what the objective writes
     study.tell(trial, Objective(plan, task)(trial))
     assert beats_when_training and all(n == 1 for n in beats_when_training)
