@@ -144,7 +144,7 @@ def _first_heartbeat(trial: Any) -> None:
     trial has drawn its parameters), and a trial without any heartbeat is never found stale: a
     worker killed before that first write would leave its trial RUNNING for ever.
     """
-    storage = getattr(trial, "storage", None)  # none on a FixedTrial
+    storage: Any = getattr(trial, "storage", None)  # none on a FixedTrial
     interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
     if interval is not None:
         storage.record_heartbeat(trial._trial_id)  # Optuna's trials expose no public id for this
