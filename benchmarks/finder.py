@@ -248,6 +248,20 @@ def _suggestions(
     return {k: (float(v) if v is not None and math.isfinite(v) and v > 0 else None) for k, v in out.items()}
 
 
+def select_suite(holdout: bool) -> list[str]:
+    """The tasks of the built-in suite, or of the held-out one (whose module registers them, so
+    call this before the worker processes fork), and point `CACHE` at that suite's cache."""
+    global CACHE
+    from lrkit.tasks import names
+
+    if not holdout:
+        return [t for t in names() if not t.startswith("holdout-")]
+    import holdout_tasks
+
+    CACHE = HOLDOUT_CACHE
+    return list(holdout_tasks.NAMES)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="two tasks, two finder seeds")
@@ -269,16 +283,9 @@ def main() -> None:
         global SWEEP_SHARE
         SWEEP_SHARE = args.sweep_share
 
-    from lrkit.tasks import get, names
+    from lrkit.tasks import get
 
-    if args.holdout:
-        import holdout_tasks  # registers its tasks here, before the worker processes fork
-
-        global CACHE
-        CACHE = HOLDOUT_CACHE
-        tasks = holdout_tasks.NAMES
-    else:
-        tasks = [t for t in names() if not t.startswith("holdout-")]
+    tasks = select_suite(args.holdout)
     tasks = tasks[:2] if args.quick else tasks
     seeds = FINDER_SEEDS[:2] if args.quick else FINDER_SEEDS
     anchors = not args.no_anchors

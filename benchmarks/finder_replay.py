@@ -59,13 +59,14 @@ def _mid(lrs: Sequence[float], scores: Sequence[float], errors: Sequence[float])
     return math.sqrt(_default(lrs, scores, errors) * best)
 
 
-#: name -> (selection rule, exponent of the horizon factor for the constant target, for one-cycle)
-RULES: dict[str, tuple[Rule, float, float]] = {
-    "default": (_default, 1.0, 1.0),
-    "softmin": (_softmin, 1.0, 1.0),
-    "mid": (_mid, 1.0, 1.0),
-    "one-cycle: half the correction": (_default, 1.0, 0.5),
-    "one-cycle: no correction": (_default, 1.0, 0.0),
+#: name -> (selection rule, exponent of the horizon factor for the one-cycle target; the constant
+#: target always takes the full factor)
+RULES: dict[str, tuple[Rule, float]] = {
+    "default": (_default, 1.0),
+    "softmin": (_softmin, 1.0),
+    "mid": (_mid, 1.0),
+    "one-cycle: half the correction": (_default, 0.5),
+    "one-cycle: no correction": (_default, 0.0),
 }
 
 
@@ -76,8 +77,8 @@ def _picks(cache: dict, t: str, o: str, tg: str, seed: int) -> dict[str, float]:
         raise SystemExit(f"the cache has no standard errors for {where}: run benchmarks/finder.py first")
     args = (r["candidates"], r["scores"], r["errors"])
     picks = {
-        name: F._round_lr(rule(*args) * r["horizon_factor"] ** (const if tg == "constant" else cycle))
-        for name, (rule, const, cycle) in RULES.items()
+        name: F._round_lr(rule(*args) * r["horizon_factor"] ** (1.0 if tg == "constant" else cycle))
+        for name, (rule, cycle) in RULES.items()
     }
     if not math.isclose(picks["default"], F._round_lr(r["suggestion"]), rel_tol=1e-9):
         raise SystemExit(
@@ -92,15 +93,9 @@ def main() -> None:
     parser.add_argument("--holdout", action="store_true", help="the held-out tasks' cache instead")
     args = parser.parse_args()
     F._setup()
-    from lrkit.tasks import get, names
+    from lrkit.tasks import get
 
-    if args.holdout:
-        import holdout_tasks  # registers its tasks before the worker processes fork
-
-        F.CACHE = F.HOLDOUT_CACHE
-        tasks = holdout_tasks.NAMES
-    else:
-        tasks = [t for t in names() if not t.startswith("holdout-")]
+    tasks = F.select_suite(args.holdout)
     cache = json.loads(F.CACHE.read_text())
     configs = [(t, o, tg) for t in tasks for o in F.OPTIMIZERS for tg in F.TARGETS]
     jobs = []
