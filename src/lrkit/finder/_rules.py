@@ -2,6 +2,8 @@
 
 Every rule has one signature, ``rule(lrs, losses) -> float`` (NaN when it finds nothing), where
 `lrs` is increasing and `losses` is the *smoothed* loss up to the point where the sweep stopped.
+A curve that never falls below its first point (`fell` is False) has nothing to read, and every
+rule returns NaN for it rather than a reading of rounding ripples.
 The curve is smoothed without lag (a centred Gaussian in log-LR, see `smooth`), because the
 exponential moving average that other finders use shifts the whole curve to higher LRs by the
 length of its memory.
@@ -75,10 +77,32 @@ def _slopes(lrs: FloatArray, losses: FloatArray) -> FloatArray:
     return np.gradient(losses, np.log10(lrs))
 
 
+def _drop(y: FloatArray) -> tuple[int, int, float]:
+    """(index of the lowest point, index of the highest point before it, the drop between them)."""
+    i_min = int(np.argmin(y))
+    i_top = int(np.argmax(y[: i_min + 1]))
+    return i_min, i_top, float(y[i_top] - y[i_min])
+
+
+def fell(lrs: npt.ArrayLike, losses: npt.ArrayLike) -> bool:
+    """Whether the curve falls at all: its lowest point is below an earlier one by more than
+    rounding (a constant loss smooths to one with ripples of 1e-16). The range test's status is
+    "flat" when it does not.
+
+    >>> fell([1e-3, 1e-2, 1e-1], [2.0, 1.5, 3.0]), fell([1e-3, 1e-2, 1e-1], [2.0, 2.5, 3.0])
+    (True, False)
+    """
+    x, y = _valid(np.asarray(lrs, dtype=np.float64), np.asarray(losses, dtype=np.float64))
+    if x.size < 2:
+        return False
+    _, i_top, drop = _drop(y)
+    return drop > 1e-9 * max(abs(float(y[i_top])), 1e-300)
+
+
 def minimum(lrs: FloatArray, losses: FloatArray) -> float:
     """The LR at the lowest point of the smoothed curve (not yet divided)."""
     x, y = _valid(lrs, losses)
-    if x.size < 3:
+    if x.size < 3 or not fell(x, y):
         return math.nan
     return float(x[int(np.argmin(y))])
 
@@ -95,7 +119,7 @@ def steepest(lrs: FloatArray, losses: FloatArray) -> float:
     about ten times what a constant LR tolerates, because the sweep itself acts as a warmup.
     """
     x, y = _valid(lrs, losses)
-    if x.size < 5:
+    if x.size < 5 or not fell(x, y):
         return math.nan
     stop = int(np.argmin(y)) + 1
     if stop < 3:
@@ -114,7 +138,7 @@ def valley(lrs: FloatArray, losses: FloatArray) -> float:
     part and before the bottom, where the loss is still falling but no longer fastest.
     """
     x, y = _valid(lrs, losses)
-    if x.size < 5:
+    if x.size < 5 or not fell(x, y):
         return math.nan
     falling = np.diff(y) < 0
     best_len, best_start, run_start = 0, 0, 0
@@ -135,12 +159,9 @@ def slide(lrs: FloatArray, losses: FloatArray) -> float:
     total drop of the minimum (the flat bottom of the curve); the first LR beyond that band.
     """
     x, y = _valid(lrs, losses)
-    if x.size < 5:
+    if x.size < 5 or not fell(x, y):
         return math.nan
-    i_min = int(np.argmin(y))
-    drop = float(np.max(y[: i_min + 1]) - y[i_min])
-    if drop <= 0:
-        return math.nan
+    i_min, _, drop = _drop(y)
     band = y[i_min] + 0.1 * drop
     i = i_min
     while i > 0 and y[i] <= band:
@@ -152,14 +173,10 @@ def progress_interval(lrs: FloatArray, losses: FloatArray) -> tuple[float, float
     """The interval of useful LRs: from where the loss has made 10% of its total drop to the
     lowest point of the curve (NaNs when the loss never falls)."""
     x, y = _valid(lrs, losses)
-    if x.size < 5:
+    if x.size < 5 or not fell(x, y):
         return (math.nan, math.nan)
-    i_min = int(np.argmin(y))
-    top = float(np.max(y[: i_min + 1]))
-    drop = top - float(y[i_min])
-    if drop <= 1e-9 * abs(top):  # a constant loss smooths to one with rounding ripples
-        return (math.nan, math.nan)
-    i_top = int(np.argmax(y[: i_min + 1]))
+    i_min, i_top, drop = _drop(y)
+    top = float(y[i_top])
     below = np.flatnonzero(y[i_top : i_min + 1] <= top - 0.1 * drop)
     lo = float(x[i_top + int(below[0])]) if below.size else float(x[i_min])
     return (lo, float(x[i_min]))
