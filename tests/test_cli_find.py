@@ -6,6 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lrkit.cli import app
@@ -20,7 +21,7 @@ def test_find_on_a_built_in_task_writes_table_png_and_json(tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     for rule in ("steepest", "valley", "minimum/10", "slide", "lrkit"):
         assert rule in res.output
-    assert "suggestion:" in res.output
+    assert "suggestion:" in res.output and "the 'lrkit' reading of the curve" in res.output
     assert (out / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = FinderResult.from_dict(json.loads((out / "lr_find.json").read_text()))
     assert 1e-5 < result.suggestion < 1.0
@@ -30,14 +31,21 @@ def test_find_on_a_built_in_task_writes_table_png_and_json(tmp_path: Path) -> No
 def test_find_with_verify_and_onecycle(tmp_path: Path) -> None:
     res = runner.invoke(
         app,
-        ["find", "--task", "mlp-spirals", "--schedule", "onecycle", "--verify", "-o", str(tmp_path)],
+        ["find", "--task", "mlp-spirals", "--optimizer", "adamw", "--schedule", "onecycle", "--verify"]
+        + ["-o", str(tmp_path)],
     )
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "lr_find.json").read_text())
     assert data["target"] == "onecycle"
-    assert data["verification"]["on"] == "validation loss"
-    assert data["verification"]["total_steps"] <= 870  # one training run of mlp-spirals
+    v = data["verification"]
+    assert v["on"] == "validation loss"
+    assert v["total_steps"] <= 870  # one training run of mlp-spirals
     assert "verified on validation loss" in res.output
+    # the suggestion says how it follows from the verified candidates
+    out = " ".join(res.output.split())
+    assert data["suggestion"] == pytest.approx(v["best"] * v["horizon_factor"])
+    assert f"suggestion: {data['suggestion']:.3g} ({v['best']:.3g}, the smallest candidate" in out
+    assert f"= {v['horizon_factor']:.3g} for a run" in out
 
 
 def test_find_on_a_user_task_file(tmp_path: Path) -> None:

@@ -23,7 +23,9 @@ def find(
     task: Annotated[
         str | None, typer.Option("--task", "-t", help="Built-in task name (or a reference).")
     ] = None,
-    optimizer: Annotated[str, typer.Option("--optimizer", help="sgd, momentum or adam.")] = "momentum",
+    optimizer: Annotated[
+        str, typer.Option("--optimizer", help="A registered optimizer: sgd, momentum, adam, adamw, ...")
+    ] = "momentum",
     schedule: Annotated[
         str, typer.Option("--schedule", help="What the LR is for: 'constant' or 'onecycle' (its peak).")
     ] = "constant",
@@ -51,15 +53,16 @@ def find(
         fail("give a task: `lrkit find --task mlp-digits` or `lrkit find path/to/file.py:task`")
     import torch
 
+    from lrkit import optim
     from lrkit.finder import find_lr
-    from lrkit.tasks import TaskError, load, make_optimizer
+    from lrkit.tasks import TaskError, load
 
     torch.set_num_threads(1)
     try:
         the_task = load(name)
         torch.manual_seed(seed)
         model = the_task.model(seed)
-        opt = make_optimizer(optimizer, model.parameters(), 1e-3)
+        opt = optim.make(optimizer, model)
     except (TaskError, ValueError) as e:
         fail(str(e))
     console = Console()
@@ -126,7 +129,7 @@ def find(
     for w in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
     console.print(
-        f"[bold]suggestion: {result.suggestion:.3g}[/bold]"
+        f"[bold]suggestion: {result.suggestion:.3g}[/bold] ({_origin(result)})"
         if math.isfinite(result.suggestion)
         else "[bold red]no suggestion[/bold red]"
     )
@@ -139,3 +142,18 @@ def find(
     except OSError as e:
         fail(f"cannot write to {output}: {e}", code=1)
     console.print(f"wrote {png} and {js}")
+
+
+def _origin(result: Any) -> str:
+    """Where the suggestion comes from, in one phrase (it is not always a row of the table)."""
+    v = result.verification
+    if v is not None and math.isfinite(v.best):
+        text = f"{v.best:.3g}, the smallest candidate within one standard error of the best"
+        if v.horizon_factor != 1.0:
+            ratio = 1.0 / v.horizon_factor**2
+            text += f", times sqrt(1/{ratio:.3g}) = {v.horizon_factor:.3g} for a run {ratio:.3g}x longer"
+        return text
+    if result.status == "flat":
+        return "the loss never fell: a guess below where the sweep diverged"
+    rule = "lrkit-peak" if result.target == "onecycle" else "lrkit"
+    return f"the '{rule}' reading of the curve" + (", median over seeds" if result.seeds else "")
