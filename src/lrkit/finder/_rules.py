@@ -2,8 +2,9 @@
 
 Every rule has one signature, ``rule(lrs, losses) -> float`` (NaN when it finds nothing), where
 `lrs` is increasing and `losses` is the *smoothed* loss up to the point where the sweep stopped.
-A curve that never falls below its first point (`fell` is False) has nothing to read, and every
-rule returns NaN for it rather than a reading of rounding ripples.
+A curve that never falls (`fell` is False: its lowest point comes first, or is lower than an
+earlier point only by rounding) has nothing to read, and every rule returns NaN for it rather
+than a reading of rounding ripples.
 The curve is smoothed without lag (a centred Gaussian in log-LR, see `smooth`), because the
 exponential moving average that other finders use shifts the whole curve to higher LRs by the
 length of its memory.
