@@ -432,6 +432,24 @@ def test_bad_inputs_name_the_problem() -> None:
     assert _same(model.state_dict(), _model().state_dict())  # nothing changed by the failures
 
 
+@pytest.mark.parametrize("name", ["dog", "ldog", "prodigy"])
+def test_learning_rate_free_optimizers_are_refused(name: str) -> None:
+    # Their lr multiplies a step they set themselves; swept from tiny multipliers, that step stays
+    # tiny (DoG on mlp-digits at the suggested multiplier 4.5e-4 stayed at chance accuracy).
+    from lrkit import optim
+
+    model = _model()
+    opt = optim.make(name, model)
+    before = [p.detach().clone() for p in model.parameters()]
+    cls = type(opt).__name__
+    message = rf"`optimizer` is {cls}, which sets its own step size.*keep lr=1\.0"
+    with pytest.raises(ValueError, match=message):
+        find_lr(model, opt, F.cross_entropy, _batches())
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    assert optim.get(name).learning_rate_free
+    assert not any(optim.get(n).learning_rate_free for n in ("sgd", "momentum", "adam", "kfac"))
+
+
 def test_schedule_from_constant_result() -> None:
     model = _model()
     r = find_lr(model, torch.optim.Adam(model.parameters()), F.cross_entropy, _batches())

@@ -305,6 +305,14 @@ def test_auto_space_brackets_the_range_test_suggestion() -> None:
     assert result.trials[0].params["lr"] == pytest.approx(math.sqrt(lr["low"] * lr["high"]), rel=1e-3)
 
 
+def test_auto_space_of_a_learning_rate_free_optimizer_is_around_its_multiplier() -> None:
+    result = tune(TASK, "auto", optimizer="prodigy", strategy="random", trials=2, epochs=1, refit=False)
+    lr = result.space["lr"]
+    assert lr["type"] == "log" and lr["low"] == pytest.approx(10**-0.5, rel=1e-3)
+    assert lr["high"] == pytest.approx(10**0.5, rel=1e-3)
+    assert result.trials[0].params["lr"] == 1.0
+
+
 def test_first_trial_is_the_given_guess_and_is_checked() -> None:
     space = {"lr": LogFloat(1e-3, 1.0), "optimizer": Choice(("momentum", "adam"))}
     result = tune(TASK, space, strategy="tpe", trials=2, epochs=1, first={"lr": 0.02}, refit=False)

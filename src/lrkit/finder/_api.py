@@ -58,6 +58,13 @@ def _check_inputs(
         raise ValueError(f"`model` ({type(model).__name__}) has no trainable parameters")
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"`optimizer` must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if getattr(type(optimizer), "learning_rate_free", False) is True:
+        raise ValueError(
+            f"`optimizer` is {type(optimizer).__name__}, which sets its own step size: its `lr` only "
+            "multiplies that step (default 1.0), and a range test over the multiplier misleads (a "
+            "sweep from tiny multipliers keeps the step it estimates tiny, and the suggestion may not "
+            "train at all); keep lr=1.0, or compare a few multipliers around 1 with lrkit.tune"
+        )
     in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
     if not any(id(p) in in_opt for p in trainable):
         raise ValueError("`optimizer` holds none of the model's trainable parameters")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -79,6 +79,9 @@ class DoG(torch.optim.Optimizer):
     >>> 0.0 < opt.effective_lr() < 1e-4  # the first step only moves by about r_eps
     True
     """
+
+    #: ``lr`` is a multiplier of the step size DoG sets itself; see `OptimizerSpec.learning_rate_free`.
+    learning_rate_free: ClassVar[bool] = True
 
     def __init__(
         self,

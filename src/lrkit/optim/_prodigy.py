@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -61,6 +61,10 @@ class Prodigy(torch.optim.Optimizer):
     >>> opt.effective_lr()  # before any step: lr * d0
     1e-06
     """
+
+    #: ``lr`` is a multiplier of the step size Prodigy sets itself; see
+    #: `OptimizerSpec.learning_rate_free`.
+    learning_rate_free: ClassVar[bool] = True
 
     def __init__(
         self,

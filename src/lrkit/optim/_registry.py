@@ -54,10 +54,16 @@ class OptimizerSpec:
             of them can be overridden by `make`'s keyword arguments.
         needs_model: the optimizer works on the model's layers (K-FAC), so `make` must be given
             the ``torch.nn.Module`` itself rather than its parameters.
+        learning_rate_free: the optimizer sets its own step size and ``lr`` only multiplies it
+            (DoG, L-DoG, Prodigy; default 1.0). The class says so with a class attribute
+            ``learning_rate_free = True``, which `lrkit.find_lr` reads to refuse a range test over
+            the multiplier; `compare(lrs="auto")` and ``space="auto"`` start from `default_lr`.
 
     >>> spec = get("momentum")
     >>> spec.default_lr, dict(spec.kwargs)
     (0.001, {'momentum': 0.9})
+    >>> [n for n in names() if get(n).learning_rate_free]
+    ['dog', 'ldog', 'prodigy']
     """
 
     name: str
@@ -66,13 +72,20 @@ class OptimizerSpec:
     build: Callable[..., torch.optim.Optimizer]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     needs_model: bool = False
+    learning_rate_free: bool = False
 
 
 def _spec(
     name: str, default_lr: float, reason: str, cls: type[torch.optim.Optimizer], **kw: Any
 ) -> OptimizerSpec:
     return OptimizerSpec(
-        name, default_lr, reason, _Builder(cls, **kw), MappingProxyType(dict(kw)), needs_model=cls is KFAC
+        name,
+        default_lr,
+        reason,
+        _Builder(cls, **kw),
+        MappingProxyType(dict(kw)),
+        needs_model=cls is KFAC,
+        learning_rate_free=getattr(cls, "learning_rate_free", False) is True,
     )
 
 

@@ -254,7 +254,9 @@ def compare(
         lrs: ``None``: each optimizer's default LR from the registry; ``"auto"``: the LR range
             test's suggestion for each optimizer (`lrkit.finder.find_lr` with the validation
             loader and one training run's worth of verification, target ``"onecycle"`` for specs
-            starting with ``"onecycle"``, else ``"constant"``); a list: every LR in it.
+            starting with ``"onecycle"``, else ``"constant"``), except for learning-rate-free
+            optimizers (``dog``, ``ldog``, ``prodigy``), which keep their default multiplier
+            1.0; a list: every LR in it.
         epochs: epochs per run, >= 1 (default: the task's).
         workers: worker processes (default: one per available core); 1 trains in this process.
             Each worker uses one torch thread.
@@ -285,6 +287,10 @@ def compare(
     suggestions: dict[str, float] = {}
     if lr_choice == "auto":
         wanted = list(dict.fromkeys((o, _target(s)) for o in opts for s in specs if s in KEYWORD_SCHEDULES))
+        for o, t in wanted:  # a range test does not apply to them: their default multiplier
+            if optim.get(o).learning_rate_free:
+                suggestions[f"{o}/{t}"] = float(optim.get(o).default_lr)
+        wanted = [(o, t) for o, t in wanted if f"{o}/{t}" not in suggestions]
         found = _execute([_FindJob(ref, o, t, n_epochs, 0) for o, t in wanted], workers, None, start_method)
         for (o, t), f in zip(wanted, found, strict=True):
             value = f["suggestion"]

@@ -291,9 +291,20 @@ def auto_space(
     bracket between that winner's two neighbours, moved with the suggestion's correction for the
     full training length. Returns the space, the first trial (the suggestion, inside the space
     once rounded) and the `FinderResult` (its steps and seconds are what the space cost).
+
+    A learning-rate-free `optimizer` (``dog``, ``ldog``, ``prodigy``) takes ``lr`` as a multiplier
+    of the step it sets itself, which a range test cannot read: its space spans half a decade
+    either side of its default multiplier (1.0), which is the first trial, and no range test is
+    run (the `FinderResult` is None).
     """
+    from lrkit import optim
     from lrkit.train import range_test
 
+    span = 10.0**AUTO_SPAN
+    spec = optim.get(optimizer)
+    if spec.learning_rate_free:
+        d = float(spec.default_lr)
+        return {"lr": LogFloat(float(f"{d / span:.4g}"), float(f"{d * span:.4g}"))}, {"lr": d}, None
     target = "onecycle" if schedule == "onecycle" else "constant"
     result = range_test(task, optimizer, target, seed=seed, epochs=epochs)
     s = float(result.suggestion)
@@ -302,7 +313,6 @@ def auto_space(
             f"space='auto': the LR range test gave no suggestion for {task.name or 'the task'} "
             f"(status {result.status!r}); give the search space explicitly"
         )
-    span = 10.0**AUTO_SPAN
     lr = LogFloat(float(f"{s / span:.4g}"), float(f"{s * span:.4g}"))
     return {"lr": lr}, {"lr": min(max(s, lr.low), lr.high)}, result
 
