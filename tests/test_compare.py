@@ -71,10 +71,18 @@ def test_compare_lrs_auto_uses_the_range_test(tmp_path: Path) -> None:
     assert all(1e-4 < r.lr < 1.0 and r.metric_mean > 0.8 for r in result.runs if r.lr is not None)
 
 
-def test_compare_lrs_auto_keeps_the_multiplier_of_learning_rate_free_optimizers() -> None:
+def test_compare_lrs_auto_keeps_the_multiplier_of_learning_rate_free_optimizers(tmp_path: Path) -> None:
     result = compare(TASK, ["constant"], ["dog"], lrs="auto", epochs=1, workers=1)
     assert result.suggestions == {"dog/constant": 1.0}  # no range test: it does not apply
     assert [r.lr for r in result.runs] == [1.0]
+    res = runner.invoke(
+        app,
+        ["compare", "--task", TASK, "--schedules", "constant", "--optimizers", "ldog"]
+        + ["--lrs", "auto", "--epochs", "1", "--workers", "1", "-o", str(tmp_path)],
+    )
+    assert res.exit_code == 0, res.output
+    assert "ldog/constant: 1 (learning-rate-free: its default multiplier, no range test)" in res.output
+    assert "range test, ldog" not in res.output
 
 
 def test_explain_writes_three_runs_with_interpretations(tmp_path: Path) -> None:

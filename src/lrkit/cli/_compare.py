@@ -231,8 +231,13 @@ def compare(
         fail(str(e))
     title = f"lrkit compare: {result.task}"
     console.print(runs_table(result, title))
+    from lrkit import optim
+
     for key, value in result.suggestions.items():
-        console.print(f"range test, {key}: {value:.3g}")
+        if optim.get(key.split("/")[0]).learning_rate_free:
+            console.print(f"{key}: {value:.3g} (learning-rate-free: its default multiplier, no range test)")
+        else:
+            console.print(f"range test, {key}: {value:.3g}")
     paths = write_outputs(result, output, title)
     console.print(
         f"{len(result.histories())} runs in {result.seconds:.1f} s; wrote " + ", ".join(map(str, paths))

@@ -104,7 +104,8 @@ class CompareResult:
         steps_per_epoch: optimizer steps per epoch (to place epoch-level values on the step axis).
         runs: one `Run` per label, in the order the combinations were given.
         suggestions: the range test's suggestion for each optimizer and target schedule
-            (``"adam/constant"``), when LRs came from it.
+            (``"adam/constant"``), when LRs came from it (for a learning-rate-free optimizer,
+            which the range test refuses, its default multiplier).
         lr_source: where the LRs came from: ``"range test"``, ``"default"`` or ``"given"``.
         seconds: wall time of the whole comparison.
         kind: ``"compare"`` or ``"explain"``.
