@@ -93,8 +93,13 @@ def fell(lrs: npt.ArrayLike, losses: npt.ArrayLike) -> bool:
     >>> fell([1e-3, 1e-2, 1e-1], [2.0, 1.5, 3.0]), fell([1e-3, 1e-2, 1e-1], [2.0, 2.5, 3.0])
     (True, False)
     """
-    x, y = _valid(np.asarray(lrs, dtype=np.float64), np.asarray(losses, dtype=np.float64))
-    if x.size < 2:
+    _, y = _valid(np.asarray(lrs, dtype=np.float64), np.asarray(losses, dtype=np.float64))
+    return _falls(y)
+
+
+def _falls(y: FloatArray) -> bool:
+    """`fell` on losses that are already finite (`_valid`)."""
+    if y.size < 2:
         return False
     _, i_top, drop = _drop(y)
     return drop > 1e-9 * max(abs(float(y[i_top])), 1e-300)
@@ -103,7 +108,7 @@ def fell(lrs: npt.ArrayLike, losses: npt.ArrayLike) -> bool:
 def minimum(lrs: FloatArray, losses: FloatArray) -> float:
     """The LR at the lowest point of the smoothed curve (not yet divided)."""
     x, y = _valid(lrs, losses)
-    if x.size < 3 or not fell(x, y):
+    if x.size < 3 or not _falls(y):
         return math.nan
     return float(x[int(np.argmin(y))])
 
@@ -120,7 +125,7 @@ def steepest(lrs: FloatArray, losses: FloatArray) -> float:
     about ten times what a constant LR tolerates, because the sweep itself acts as a warmup.
     """
     x, y = _valid(lrs, losses)
-    if x.size < 5 or not fell(x, y):
+    if x.size < 5 or not _falls(y):
         return math.nan
     stop = int(np.argmin(y)) + 1
     if stop < 3:
@@ -139,7 +144,7 @@ def valley(lrs: FloatArray, losses: FloatArray) -> float:
     part and before the bottom, where the loss is still falling but no longer fastest.
     """
     x, y = _valid(lrs, losses)
-    if x.size < 5 or not fell(x, y):
+    if x.size < 5 or not _falls(y):
         return math.nan
     falling = np.diff(y) < 0
     best_len, best_start, run_start = 0, 0, 0
@@ -160,7 +165,7 @@ def slide(lrs: FloatArray, losses: FloatArray) -> float:
     total drop of the minimum (the flat bottom of the curve); the first LR beyond that band.
     """
     x, y = _valid(lrs, losses)
-    if x.size < 5 or not fell(x, y):
+    if x.size < 5 or not _falls(y):
         return math.nan
     i_min, _, drop = _drop(y)
     band = y[i_min] + 0.1 * drop
@@ -174,7 +179,7 @@ def progress_interval(lrs: FloatArray, losses: FloatArray) -> tuple[float, float
     """The interval of useful LRs: from where the loss has made 10% of its total drop to the
     lowest point of the curve (NaNs when the loss never falls)."""
     x, y = _valid(lrs, losses)
-    if x.size < 5 or not fell(x, y):
+    if x.size < 5 or not _falls(y):
         return (math.nan, math.nan)
     i_min, i_top, drop = _drop(y)
     top = float(y[i_top])

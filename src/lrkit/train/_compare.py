@@ -288,8 +288,9 @@ def compare(
     if lr_choice == "auto":
         wanted = list(dict.fromkeys((o, _target(s)) for o in opts for s in specs if s in KEYWORD_SCHEDULES))
         for o, t in wanted:  # a range test does not apply to them: their default multiplier
-            if optim.get(o).learning_rate_free:
-                suggestions[f"{o}/{t}"] = float(optim.get(o).default_lr)
+            spec = optim.get(o)
+            if spec.learning_rate_free:
+                suggestions[f"{o}/{t}"] = float(spec.default_lr)
         wanted = [(o, t) for o, t in wanted if f"{o}/{t}" not in suggestions]
         found = _execute([_FindJob(ref, o, t, n_epochs, 0) for o, t in wanted], workers, None, start_method)
         for (o, t), f in zip(wanted, found, strict=True):

@@ -300,19 +300,20 @@ def auto_space(
     from lrkit import optim
     from lrkit.train import range_test
 
-    span = 10.0**AUTO_SPAN
     spec = optim.get(optimizer)
+    result = None
     if spec.learning_rate_free:
-        d = float(spec.default_lr)
-        return {"lr": LogFloat(float(f"{d / span:.4g}"), float(f"{d * span:.4g}"))}, {"lr": d}, None
-    target = "onecycle" if schedule == "onecycle" else "constant"
-    result = range_test(task, optimizer, target, seed=seed, epochs=epochs)
-    s = float(result.suggestion)
-    if not math.isfinite(s) or s <= 0:
-        raise ValueError(
-            f"space='auto': the LR range test gave no suggestion for {task.name or 'the task'} "
-            f"(status {result.status!r}); give the search space explicitly"
-        )
+        s = float(spec.default_lr)
+    else:
+        target = "onecycle" if schedule == "onecycle" else "constant"
+        result = range_test(task, optimizer, target, seed=seed, epochs=epochs)
+        s = float(result.suggestion)
+        if not math.isfinite(s) or s <= 0:
+            raise ValueError(
+                f"space='auto': the LR range test gave no suggestion for {task.name or 'the task'} "
+                f"(status {result.status!r}); give the search space explicitly"
+            )
+    span = 10.0**AUTO_SPAN
     lr = LogFloat(float(f"{s / span:.4g}"), float(f"{s * span:.4g}"))
     return {"lr": lr}, {"lr": min(max(s, lr.low), lr.high)}, result
 
