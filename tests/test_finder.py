@@ -460,14 +460,19 @@ def test_schedule_from_constant_result() -> None:
     "make_opt",
     [
         lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        lambda p: torch.optim.SGD(p, lr=0.1),
         lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=1e-3),
         lambda p: torch.optim.AdamW(p, lr=1e-3),
     ],
 )
 @pytest.mark.parametrize("target", ["constant", "onecycle"])
+@pytest.mark.parametrize("bn", [False, True])
 def test_vectorized_verification_equals_one_after_the_other(
-    make_opt: Any, target: str, monkeypatch: pytest.MonkeyPatch
+    make_opt: Any, target: str, bn: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The same scores and errors either way, also with BatchNorm (each candidate's running
+    statistics are its own, and the validation pass in eval mode uses them)."""
     from lrkit.finder import _api
     from lrkit.finder._api import _verify
     from lrkit.finder._snapshot import Snapshot
@@ -481,7 +486,10 @@ def test_vectorized_verification_equals_one_after_the_other(
         if not vectorized:  # the same call, made to train the candidates one after the other
             monkeypatch.setattr(_api, "supported", lambda model, opt: "not vectorized in this test")
         torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
+        norm = [torch.nn.BatchNorm1d(16)] if bn else []
+        model = torch.nn.Sequential(
+            torch.nn.Linear(8, 16), *norm, torch.nn.Tanh(), torch.nn.Linear(16, 3)
+        ).double()
         opt = make_opt(model.parameters())
         v = _verify(
             model,
@@ -507,19 +515,84 @@ def test_vectorized_verification_equals_one_after_the_other(
     np.testing.assert_allclose(errors[True], errors[False], rtol=1e-5, atol=1e-12)
 
 
-def test_models_with_batchnorm_verify_one_after_the_other() -> None:
-    model = _model(bn=True)
-    r = find_lr(
-        model,
-        torch.optim.SGD(model.parameters(), lr=0.1),
-        F.cross_entropy,
-        _batches(),
-        verify=True,
-        verify_steps=10,
-        candidates=3,
-    )
-    assert r.verification is not None and r.verification.vectorized is False
-    assert r.verification.on == "training loss"
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_a_diverging_candidate_leaves_the_others_alone_when_vectorized(
+    momentum: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Least squares whose two largest candidates blow up (their loss leaves float32's range):
+    they score inf both ways, and the others score the same whether trained together or one
+    after the other."""
+    from lrkit.finder import _api
+    from lrkit.finder._api import _verify
+    from lrkit.finder._snapshot import Snapshot
+    from lrkit.finder._sweep import Batches, default_step
+
+    g = torch.Generator().manual_seed(3)
+    x = 10 * torch.randn(256, 8, generator=g, dtype=torch.float64)
+    y = x @ torch.randn(8, 1, generator=g, dtype=torch.float64)
+    train = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
+    scores = {}
+    for vectorized in (True, False):
+        if not vectorized:
+            monkeypatch.setattr(_api, "supported", lambda model, opt: "not vectorized in this test")
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 1).double()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
+        v = _verify(
+            model,
+            opt,
+            Snapshot(model, opt),
+            Batches(train),
+            default_step(F.mse_loss),
+            0.003,
+            target="constant",
+            steps=300,
+            candidates=5,
+            val_loader=train[:2],
+            accumulation=1,
+            scaler=None,
+            amp=False,
+            seed=0,
+            loss_fn=F.mse_loss,
+        )
+        assert v.vectorized is vectorized
+        scores[vectorized] = v.scores
+    assert [math.isinf(s) for s in scores[True]] == [False, False, False, True, True]
+    np.testing.assert_allclose(scores[True], scores[False], rtol=1e-6)
+
+
+class _Branchy(torch.nn.Module):
+    """A model whose forward pass branches on a tensor's value, which vmap cannot batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _model()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out if bool(out.abs().max() < 1e6) else out.clamp(-1e6, 1e6)
+
+
+def test_a_model_vmap_cannot_batch_verifies_one_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vectorized path gives up before its first step, and the candidates then see exactly
+    the batches they would have seen without it."""
+    from lrkit.finder import _api
+
+    x, y = _data(seed=1)
+    val = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
+    results = []
+    for vectorize in (True, False):
+        if not vectorize:
+            monkeypatch.setattr(_api, "supported", lambda model, opt: "not vectorized in this test")
+        model = _Branchy()
+        opt = torch.optim.Adam(model.parameters())
+        results.append(
+            find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=100, seed=0)
+        )
+    tried, plain = (r.verification for r in results)
+    assert tried is not None and plain is not None
+    assert tried.vectorized is False and plain.vectorized is False
+    assert tried.scores == plain.scores and tried.chosen == plain.chosen
 
 
 def test_verification_is_on_by_default_with_validation_data_and_stays_within_budget() -> None:

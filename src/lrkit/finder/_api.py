@@ -27,7 +27,7 @@ from lrkit.finder._sweep import (
     run_steps,
     val_pieces,
 )
-from lrkit.finder._vectorized import supported, verify_stacked
+from lrkit.finder._vectorized import Unbatchable, supported, verify_stacked
 from lrkit.schedules import Schedule, constant, exponential, linear, onecycle
 
 TARGETS = ("constant", "onecycle")
@@ -385,7 +385,8 @@ def _verify(
     """Train each candidate LR briefly from the snapshot and pick one (see `select`).
 
     All candidates train at once (`verify_stacked`) when the model and optimizer allow it and the
-    batches are plain ``(inputs, target)`` without accumulation or AMP; else one after the other.
+    batches are plain ``(inputs, target)`` without accumulation or AMP; else, or when vmap cannot
+    batch one of the model's operations (`Unbatchable`), one after the other.
     """
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
         raise ValueError(f"`candidates` must be an integer >= 2, got candidates={candidates!r}")
@@ -404,16 +405,20 @@ def _verify(
         and amp is False
         and supported(model, optimizer) is None
     )
+    replay = Replay(batches)  # every candidate sees the same batches
     if stacked:
         assert loss_fn is not None  # for the type checker: implied by `stacked`
         snap.restore()
         torch.manual_seed(seed)
-        samples, weights, per = verify_stacked(
-            model, optimizer, loss_fn, batches, lrs, shape, steps, val_loader
-        )
-        rows = list(samples)
-        total = per * len(lrs)
-    replay = Replay(batches)  # every candidate sees the same batches
+        try:
+            samples, weights, per = verify_stacked(
+                model, optimizer, loss_fn, replay, lrs, shape, steps, val_loader
+            )
+        except Unbatchable:
+            stacked = False
+        else:
+            rows = list(samples)
+            total = per * len(lrs)
     tail = max(1, steps // 4)
     for lr in [] if stacked else lrs:
         snap.restore()
@@ -432,8 +437,10 @@ def _verify(
         )
         total += trace.applied
         if val_loader is not None:
-            row, sizes = ([math.inf], [1.0]) if trace.stopped_at is not None else (
-                val_pieces(model, val_loader, step_fn, loss_fn, amp)
+            row, sizes = (
+                ([math.inf], [1.0])
+                if trace.stopped_at is not None
+                else (val_pieces(model, val_loader, step_fn, loss_fn, amp))
             )
         else:
             row = [math.inf] if trace.stopped_at is not None else trace.losses[-tail:]

@@ -66,6 +66,13 @@ class Replay:
     def rewind(self) -> None:
         self.pos = 0
 
+    def forget(self) -> None:
+        """No later run will replay these batches: drop the kept batches already served and
+        keep no more; `next` goes on from where it is."""
+        del self.kept[: self.pos]
+        self.pos = 0
+        self.full = True
+
     def next(self) -> Any:
         if self.pos < len(self.kept):
             self.pos += 1
@@ -83,7 +90,7 @@ class Replay:
 
 def _to(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
+        return obj if obj.device == device else obj.to(device, non_blocking=True)
     if isinstance(obj, dict):
         return {k: _to(v, device) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -130,7 +137,7 @@ def _scalar(loss: Any) -> torch.Tensor:
         )
     if not loss.requires_grad:
         raise ValueError("the loss does not require grad: no trainable parameter contributed to it")
-    return loss.reshape(())
+    return loss
 
 
 class DivergenceMonitor:
@@ -234,7 +241,7 @@ def run_steps(
                 with _autocast(model, amp):
                     loss = _scalar(step_fn(model, batch))
                 total += float(loss.detach().float()) / accumulation
-                part = loss / accumulation
+                part = loss / accumulation if accumulation > 1 else loss
                 (scaler.scale(part) if scaler is not None else part).backward()
             if scaler is not None:
                 scaler.step(optimizer)
