@@ -561,19 +561,27 @@ def test_a_diverging_candidate_leaves_the_others_alone_when_vectorized(
     np.testing.assert_allclose(scores[True], scores[False], rtol=1e-6)
 
 
-class _Branchy(torch.nn.Module):
-    """A model whose forward pass branches on a tensor's value, which vmap cannot batch."""
+class _Unbatchable(torch.nn.Module):
+    """A model that cannot train its candidates together: its forward pass branches on a
+    tensor's value, which vmap cannot batch (`branch`), or it runs out of memory when its
+    parameters are stacked (`memory`, as a large model on an accelerator would)."""
 
-    def __init__(self) -> None:
+    def __init__(self, why: str) -> None:
         super().__init__()
         self.net = _model()
+        self.why = why
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.why == "memory" and torch._C._functorch.is_batchedtensor(self.net[0].weight):
+            raise torch.OutOfMemoryError("out of memory (simulated)")
         out = self.net(x)
-        return out if bool(out.abs().max() < 1e6) else out.clamp(-1e6, 1e6)
+        return out if self.why != "branch" or bool(out.abs().max() < 1e6) else out.clamp(-1e6, 1e6)
 
 
-def test_a_model_vmap_cannot_batch_verifies_one_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("why", ["branch", "memory"])
+def test_candidates_that_cannot_train_together_train_one_after_the_other(
+    why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The vectorized path gives up before its first step, and the candidates then see exactly
     the batches they would have seen without it."""
     from lrkit.finder import _api
@@ -584,7 +592,7 @@ def test_a_model_vmap_cannot_batch_verifies_one_after_the_other(monkeypatch: pyt
     for vectorize in (True, False):
         if not vectorize:
             monkeypatch.setattr(_api, "supported", lambda model, opt: "not vectorized in this test")
-        model = _Branchy()
+        model = _Unbatchable(why)
         opt = torch.optim.Adam(model.parameters())
         results.append(
             find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=100, seed=0)

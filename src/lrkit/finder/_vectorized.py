@@ -7,9 +7,9 @@ here (SGD with momentum/Nesterov/weight decay, Adam, AdamW), no recurrent layers
 ``(inputs, target)`` batches, and no AMP (`supported` says whether a case qualifies), and every
 operation of the model's forward and backward pass has a batching rule: vmap's slow fallback (a
 loop over the candidates, slower than training them one after the other) is switched off, and a
-model that would need it raises `Unbatchable` on its first step. Otherwise the verification trains
-the candidates one after the other. BatchNorm's running statistics are stacked like the
-parameters, so each candidate keeps its own.
+model that would need it, or candidates that do not fit in memory together, raise `Unbatchable`
+on the first step. Otherwise the verification trains the candidates one after the other.
+BatchNorm's running statistics are stacked like the parameters, so each candidate keeps its own.
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def verify_stacked(
     candidate diverged), the pieces' sizes, and the optimizer steps applied per candidate.
 
     Raises `Unbatchable` before the first update when an operation of the model has no batching
-    rule (tried on the first validation batch in eval mode and on the first training batch); the
-    model's own parameters and buffers are never written.
+    rule, or the stacked candidates do not fit in memory (both tried on the first training batch,
+    in eval mode and in training mode); the model's own parameters and buffers are never written.
     """
     device = next(model.parameters()).device
     k = len(candidates)
@@ -187,19 +187,17 @@ def verify_stacked(
     tail: list[torch.Tensor] = []
     alive = torch.ones(k, dtype=torch.bool, device=device)
     first = batches.next()
+    x, y = _to(first[0], device), _to(first[1], device)
     try:
-        if val_loader is not None:
+        if val_loader is not None:  # the validation pass runs in eval mode, which may use other kernels
             model.eval()
             with torch.no_grad():
-                for batch in val_loader:
-                    whole(params, buffers, _to(batch[0], device), _to(batch[1], device))
-                    break
+                whole(params, buffers, x, y)
         model.train()
-        x, y = _to(first[0], device), _to(first[1], device)
         losses = whole(params, buffers, x, y)
         grads = torch.autograd.grad(losses.sum(), leaves)
-    except (RuntimeError, NotImplementedError) as e:
-        raise Unbatchable(f"the model cannot be trained under vmap: {e}") from e
+    except (RuntimeError, NotImplementedError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        raise Unbatchable(f"the candidates cannot be trained together under vmap: {e}") from e
     if isinstance(batches, Replay):  # the candidates train together: no run will replay them
         batches.forget()
     for t in range(steps):
