@@ -456,6 +456,18 @@ def test_schedule_from_constant_result() -> None:
     assert r.schedule("constant") == constant(r.suggestion)
 
 
+class _WithUnused(torch.nn.Module):
+    """`net`, beside a layer whose parameters the forward pass never uses."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.unused = torch.nn.Linear(3, 3).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 @pytest.mark.parametrize(
     "make_opt",
     [
@@ -467,12 +479,13 @@ def test_schedule_from_constant_result() -> None:
     ],
 )
 @pytest.mark.parametrize("target", ["constant", "onecycle"])
-@pytest.mark.parametrize("bn", [False, True])
+@pytest.mark.parametrize("extra", ["", "bn", "unused"])
 def test_vectorized_verification_equals_one_after_the_other(
-    make_opt: Any, target: str, bn: bool, monkeypatch: pytest.MonkeyPatch
+    make_opt: Any, target: str, extra: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same scores and errors either way, also with BatchNorm (each candidate's running
-    statistics are its own, and the validation pass in eval mode uses them)."""
+    statistics are its own, and the validation pass in eval mode uses them) and with a layer
+    that the loss does not use."""
     from lrkit.finder import _api
     from lrkit.finder._api import _verify
     from lrkit.finder._snapshot import Snapshot
@@ -486,10 +499,12 @@ def test_vectorized_verification_equals_one_after_the_other(
         if not vectorized:  # the same call, made to train the candidates one after the other
             monkeypatch.setattr(_api, "supported", lambda model, opt: "not vectorized in this test")
         torch.manual_seed(0)
-        norm = [torch.nn.BatchNorm1d(16)] if bn else []
+        norm = [torch.nn.BatchNorm1d(16)] if extra == "bn" else []
         model = torch.nn.Sequential(
             torch.nn.Linear(8, 16), *norm, torch.nn.Tanh(), torch.nn.Linear(16, 3)
         ).double()
+        if extra == "unused":
+            model = _WithUnused(model)
         opt = make_opt(model.parameters())
         v = _verify(
             model,

@@ -66,6 +66,12 @@ def _without_slow_fallback() -> Iterator[None]:
         set_(before)
 
 
+def _grads(losses: torch.Tensor, leaves: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Every candidate's gradient: one backward pass of the sum of their losses (candidate k's
+    loss depends only on its own slice). A parameter the loss does not use gets zeros."""
+    return torch.autograd.grad(losses.sum(), leaves, allow_unused=True, materialize_grads=True)
+
+
 class _StackedOptimizer:
     """SGD / Adam / AdamW updates on stacked parameters, candidate k at LR ``lrs[k] * factor``.
 
@@ -178,10 +184,8 @@ def verify_stacked(
     def loss_one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: Any, y: Any) -> torch.Tensor:
         return loss_fn(call(p, b, x), y)
 
-    # The candidates' losses by a vmapped forward pass, their gradients by one ordinary backward
-    # pass of their sum: candidate k's loss depends only on candidate k's slice of the stacked
-    # parameters, so the gradient of the sum is every candidate's own gradient. The same numbers
-    # as `vmap(grad(...))`, a third faster on small models.
+    # The candidates' losses by a vmapped forward pass, their gradients by `_grads`: the same
+    # numbers as `vmap(grad(...))`, a third faster on small models.
     whole = vmap(loss_one, in_dims=(0, 0, None, None), randomness="same")
     leaves = list(params.values())
     tail: list[torch.Tensor] = []
@@ -195,7 +199,7 @@ def verify_stacked(
                 whole(params, buffers, x, y)
         model.train()
         losses = whole(params, buffers, x, y)
-        grads = torch.autograd.grad(losses.sum(), leaves)
+        grads = _grads(losses, leaves)
     except (RuntimeError, NotImplementedError) as e:  # torch.OutOfMemoryError is a RuntimeError
         raise Unbatchable(f"the candidates cannot be trained together under vmap: {e}") from e
     if isinstance(batches, Replay):  # the candidates train together: no run will replay them
@@ -205,7 +209,7 @@ def verify_stacked(
             batch = batches.next()
             x, y = _to(batch[0], device), _to(batch[1], device)
             losses = whole(params, buffers, x, y)
-            grads = torch.autograd.grad(losses.sum(), leaves)
+            grads = _grads(losses, leaves)
         losses = losses.detach()
         # A diverged candidate goes on computing with non-finite numbers, which touches no other
         # candidate (every operation is per candidate), and is scored inf at the end. As in
