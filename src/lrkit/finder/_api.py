@@ -440,7 +440,7 @@ def _verify(
             row, sizes = (
                 ([math.inf], [1.0])
                 if trace.stopped_at is not None
-                else (val_pieces(model, val_loader, step_fn, loss_fn, amp))
+                else val_pieces(model, val_loader, step_fn, loss_fn, amp)
             )
         else:
             row = [math.inf] if trace.stopped_at is not None else trace.losses[-tail:]

@@ -45,7 +45,8 @@ def supported(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str |
 
 
 class Unbatchable(RuntimeError):
-    """The model uses an operation that vmap cannot batch (without its slow fallback)."""
+    """The candidates cannot train together: the model uses an operation that vmap cannot batch
+    (without its slow fallback), or the stacked copies do not fit in memory."""
 
 
 @contextlib.contextmanager
