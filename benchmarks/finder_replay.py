@@ -11,6 +11,8 @@ Rules:
 - softmin: a geometric mean of the candidates weighted by exp(-z**2 / 2), z the candidate's
   distance from the best in standard errors.
 - mid: the geometric midpoint of the default's pick and the best candidate.
+- smoothed: the candidates' scores averaged with their neighbours' on the grid (weights 1/4,
+  1/2, 1/4), then the default rule on them (the same standard errors), or their minimum.
 - one-cycle, half / no correction: the default rule, with the horizon factor's exponent halved
   or zero for the one-cycle target (its peak's optimum may move less with the training length
   than a constant LR's, since the schedule anneals the noise away at the end).
@@ -59,12 +61,37 @@ def _mid(lrs: Sequence[float], scores: Sequence[float], errors: Sequence[float])
     return math.sqrt(_default(lrs, scores, errors) * best)
 
 
+def _smoothed(scores: Sequence[float]) -> np.ndarray:
+    """Each finite score averaged with its finite neighbours on the grid, weights 1/4, 1/2, 1/4."""
+    s = np.asarray(scores, dtype=np.float64)
+    out = np.full_like(s, math.inf)
+    for k in np.flatnonzero(np.isfinite(s)):
+        near = [
+            (j, w)
+            for j, w in ((k - 1, 0.25), (k, 0.5), (k + 1, 0.25))
+            if 0 <= j < len(s) and np.isfinite(s[j])
+        ]
+        out[k] = sum(w * s[j] for j, w in near) / sum(w for _, w in near)
+    return out
+
+
+def _smooth_1se(lrs: Sequence[float], scores: Sequence[float], errors: Sequence[float]) -> float:
+    sm = _smoothed(scores)
+    return _default(lrs, sm.tolist(), errors)
+
+
+def _smooth_min(lrs: Sequence[float], scores: Sequence[float], errors: Sequence[float]) -> float:
+    return lrs[int(np.argmin(_smoothed(scores)))]
+
+
 #: name -> (selection rule, exponent of the horizon factor for the one-cycle target; the constant
 #: target always takes the full factor)
 RULES: dict[str, tuple[Rule, float]] = {
     "default": (_default, 1.0),
     "softmin": (_softmin, 1.0),
     "mid": (_mid, 1.0),
+    "smoothed, one standard error": (_smooth_1se, 1.0),
+    "smoothed, minimum": (_smooth_min, 1.0),
     "one-cycle: half the correction": (_default, 0.5),
     "one-cycle: no correction": (_default, 0.0),
 }
