@@ -43,6 +43,7 @@ def test_find_with_verify_and_onecycle(tmp_path: Path) -> None:
     assert "verified on validation loss" in res.output
     # the suggestion says how it follows from the verified candidates
     out = " ".join(res.output.split())
+    assert v["vectorized"] and "steps each, trained together," in out
     assert data["suggestion"] == pytest.approx(v["best"] * v["horizon_factor"])
     assert f"suggestion: {data['suggestion']:.3g} ({v['best']:.3g}, the smallest candidate" in out
     assert f"= {v['horizon_factor']:.3g} for a run" in out

@@ -123,8 +123,9 @@ def find(
             for c, s, e in zip(v.candidates, v.scores, errors, strict=True)
         )
         console.print(
-            f"verified on {v.on} ({v.steps} steps each, {v.seconds:.1f} s; in brackets the standard "
-            f"error of the difference from the best): {scores}"
+            f"verified on {v.on} ({v.steps} steps each, "
+            f"{'trained together' if v.vectorized else 'one after the other'}, {v.seconds:.1f} s; in "
+            f"brackets the standard error of the difference from the best): {scores}"
         )
     for w in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
