@@ -618,6 +618,26 @@ def test_candidates_that_cannot_train_together_train_one_after_the_other(
     assert tried.scores == plain.scores and tried.chosen == plain.chosen
 
 
+def test_without_validation_data_a_batchnorm_model_ranks_on_training_loss_either_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lrkit.finder import _api
+
+    results = []
+    for vectorize in (True, False):
+        if not vectorize:
+            monkeypatch.setattr(_api, "supported", lambda model, opt: "not vectorized in this test")
+        model = _model(bn=True).double()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        batches = [(a.double(), b) for a, b in _batches()]
+        results.append(find_lr(model, opt, F.cross_entropy, batches, verify=True, verify_steps=12, seed=0))
+    together, apart = (r.verification for r in results)
+    assert together is not None and apart is not None
+    assert together.vectorized and not apart.vectorized
+    assert together.on == apart.on == "training loss"
+    np.testing.assert_allclose(together.scores, apart.scores, rtol=1e-6)
+
+
 def test_verification_is_on_by_default_with_validation_data_and_stays_within_budget() -> None:
     x, y = _data(seed=1)
     val = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
