@@ -638,6 +638,20 @@ def test_without_validation_data_a_batchnorm_model_ranks_on_training_loss_either
     np.testing.assert_allclose(together.scores, apart.scores, rtol=1e-6)
 
 
+def test_vectorize_false_trains_the_candidates_one_after_the_other() -> None:
+    x, y = _data(seed=1)
+    val = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
+    model = _model()
+    opt = torch.optim.Adam(model.parameters())
+    on = find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=100)
+    off = find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=100, vectorize=False)
+    assert on.verification is not None and off.verification is not None
+    assert on.verification.vectorized and not off.verification.vectorized
+    np.testing.assert_allclose(on.verification.scores, off.verification.scores, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"`vectorize` must be True or False, got vectorize='no'"):
+        find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, vectorize="no")  # type: ignore[arg-type]
+
+
 def test_verification_is_on_by_default_with_validation_data_and_stays_within_budget() -> None:
     x, y = _data(seed=1)
     val = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]

@@ -160,6 +160,7 @@ def find_lr(
     train_steps: int | None = None,
     verify_steps: int | None = None,
     candidates: int = 5,
+    vectorize: bool = True,
     diverge: float = 0.5,
     smooth_width: float = 0.05,
     snapshot: str = "cpu",
@@ -179,7 +180,8 @@ def find_lr(
     Afterwards the model's parameters, buffers, gradients and modes, the optimizer's state and
     LRs, `scheduler` (if given) and the Python/NumPy/torch RNG states are restored exactly, also
     when the test raises or is interrupted. The snapshot is kept on the CPU (``snapshot="disk"``
-    writes it to a temporary file in `snapshot_dir` instead); no copy is made on the accelerator.
+    writes it to a temporary file in `snapshot_dir` instead); no copy is made on the accelerator
+    (verification's candidates trained together are the one exception, see `vectorize`).
 
     Args:
         model, optimizer: what to test; the optimizer's own LR is ignored during the sweep
@@ -212,6 +214,12 @@ def find_lr(
             spends at most that much in all (each candidate trains ``train_steps // candidates``
             steps, under a one-cycle compressed to that length for ``target="onecycle"``).
         verify_steps: steps per candidate (overrides `train_steps`; default `steps`).
+        candidates: how many LRs verification trains (>= 2).
+        vectorize: train the candidates together, as one stacked model under `torch.func.vmap`,
+            where the model and optimizer allow it (see `lrkit.finder._vectorized`); they then
+            hold `candidates` copies of the parameters, gradients and optimizer state on the
+            model's device, and fall back to one after the other if those do not fit. False
+            trains them one after the other from the start, with no extra memory on the device.
         diverge: fraction of the progress lost that counts as divergence.
 
     Returns:
@@ -227,6 +235,8 @@ def find_lr(
     _check_inputs(model, optimizer, start_lr, end_lr, steps, mode, target, accumulation, seeds, diverge)
     if snapshot not in ("cpu", "disk"):
         raise ValueError(f"`snapshot` must be 'cpu' or 'disk', got snapshot={snapshot!r}")
+    if not isinstance(vectorize, bool):
+        raise ValueError(f"`vectorize` must be True or False, got vectorize={vectorize!r}")
     plain_batches = step_fn is None
     if step_fn is None:
         if loss_fn is None:
@@ -284,6 +294,7 @@ def find_lr(
                 seed=seed,
                 loss_fn=loss_fn if plain_batches else None,
                 train_steps=train_steps,
+                vectorize=vectorize,
             )
             result.suggestion = result.verification.chosen
     finally:
@@ -381,6 +392,7 @@ def _verify(
     seed: int,
     loss_fn: LossFn | None = None,
     train_steps: int | None = None,
+    vectorize: bool = True,
 ) -> Verification:
     """Train each candidate LR briefly from the snapshot and pick one (see `select`).
 
@@ -399,7 +411,8 @@ def _verify(
     total = 0
     shape = constant(1.0) if target == "constant" else onecycle(1.0, steps=steps, momentum_range=None)
     stacked = (
-        loss_fn is not None
+        vectorize
+        and loss_fn is not None
         and accumulation == 1
         and scaler is None
         and amp is False
