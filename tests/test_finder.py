@@ -475,6 +475,7 @@ class _WithUnused(torch.nn.Module):
         lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
         lambda p: torch.optim.SGD(p, lr=0.1),
         lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=1e-3),
+        lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=0.1, decoupled_weight_decay=True),
         lambda p: torch.optim.AdamW(p, lr=1e-3),
     ],
 )

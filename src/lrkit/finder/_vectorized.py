@@ -85,11 +85,8 @@ class _StackedOptimizer:
         self, optimizer: torch.optim.Optimizer, params: dict[str, torch.Tensor], lrs: torch.Tensor
     ) -> None:
         g = optimizer.param_groups[0]
-        self.kind = (
-            "sgd"
-            if isinstance(optimizer, torch.optim.SGD)
-            else ("adamw" if isinstance(optimizer, torch.optim.AdamW) else "adam")
-        )
+        decoupled = isinstance(optimizer, torch.optim.AdamW) or bool(g.get("decoupled_weight_decay"))
+        self.kind = "sgd" if isinstance(optimizer, torch.optim.SGD) else ("adamw" if decoupled else "adam")
         self.g = g
         self.params = list(params.values())
         self.lrs = lrs
