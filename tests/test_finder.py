@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -456,6 +457,42 @@ def test_schedule_from_constant_result() -> None:
     assert r.schedule("constant") == constant(r.suggestion)
 
 
+def _verify_both_ways(
+    build: Callable[[], tuple[torch.nn.Module, torch.optim.Optimizer]],
+    train: list[Any],
+    loss_fn: Callable[..., torch.Tensor],
+    around: float,
+    **kwargs: Any,
+) -> dict[bool, Any]:
+    """`_verify` on a fresh `build()` (seeded 0), with the candidates trained together and one
+    after the other; the two `Verification`s by `vectorize`."""
+    from lrkit.finder._api import _verify
+    from lrkit.finder._snapshot import Snapshot
+    from lrkit.finder._sweep import Batches, default_step
+
+    out = {}
+    for vectorize in (True, False):
+        torch.manual_seed(0)
+        model, opt = build()
+        out[vectorize] = _verify(
+            model,
+            opt,
+            Snapshot(model, opt),
+            Batches(train),
+            default_step(loss_fn),
+            around,
+            accumulation=1,
+            scaler=None,
+            amp=False,
+            seed=0,
+            loss_fn=loss_fn,
+            vectorize=vectorize,
+            **kwargs,
+        )
+        assert out[vectorize].vectorized is vectorize
+    return out
+
+
 class _WithUnused(torch.nn.Module):
     """`net`, beside a layer whose parameters the forward pass never uses."""
 
@@ -481,100 +518,49 @@ class _WithUnused(torch.nn.Module):
 )
 @pytest.mark.parametrize("target", ["constant", "onecycle"])
 @pytest.mark.parametrize("extra", ["", "bn", "unused"])
-def test_vectorized_verification_equals_one_after_the_other(
-    make_opt: Any, target: str, extra: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_vectorized_verification_equals_one_after_the_other(make_opt: Any, target: str, extra: str) -> None:
     """The same scores and errors either way, also with BatchNorm (each candidate's running
     statistics are its own, and the validation pass in eval mode uses them) and with a layer
     that the loss does not use."""
-    from lrkit.finder import _api
-    from lrkit.finder._api import _verify
-    from lrkit.finder._snapshot import Snapshot
-    from lrkit.finder._sweep import Batches, default_step
-
     x, y = _data(seed=1)
     val = [(x[i : i + 64].double(), y[i : i + 64]) for i in range(0, 256, 64)]
     train = [(a.double(), b) for a, b in _batches()]
-    scores, errors = {}, {}
-    for vectorized in (True, False):
-        if not vectorized:  # the same call, made to train the candidates one after the other
-            monkeypatch.setattr(_api, "supported", lambda model, opt: "not vectorized in this test")
-        torch.manual_seed(0)
+
+    def build() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         norm = [torch.nn.BatchNorm1d(16)] if extra == "bn" else []
-        model = torch.nn.Sequential(
+        model: torch.nn.Module = torch.nn.Sequential(
             torch.nn.Linear(8, 16), *norm, torch.nn.Tanh(), torch.nn.Linear(16, 3)
         ).double()
         if extra == "unused":
             model = _WithUnused(model)
-        opt = make_opt(model.parameters())
-        v = _verify(
-            model,
-            opt,
-            Snapshot(model, opt),
-            Batches(train),
-            default_step(F.cross_entropy),
-            0.01,
-            target=target,
-            steps=40,
-            candidates=4,
-            val_loader=val,
-            accumulation=1,
-            scaler=None,
-            amp=False,
-            seed=0,
-            loss_fn=F.cross_entropy,
-        )
-        assert v.vectorized is vectorized
-        scores[vectorized] = v.scores
-        errors[vectorized] = v.errors
-    np.testing.assert_allclose(scores[True], scores[False], rtol=1e-6)
-    np.testing.assert_allclose(errors[True], errors[False], rtol=1e-5, atol=1e-12)
+        return model, make_opt(model.parameters())
+
+    v = _verify_both_ways(
+        build, train, F.cross_entropy, 0.01, target=target, steps=40, candidates=4, val_loader=val
+    )
+    np.testing.assert_allclose(v[True].scores, v[False].scores, rtol=1e-6)
+    np.testing.assert_allclose(v[True].errors, v[False].errors, rtol=1e-5, atol=1e-12)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_a_diverging_candidate_leaves_the_others_alone_when_vectorized(
-    momentum: float, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_diverging_candidate_leaves_the_others_alone_when_vectorized(momentum: float) -> None:
     """Least squares whose two largest candidates blow up (their loss leaves float32's range):
     they score inf both ways, and the others score the same whether trained together or one
     after the other."""
-    from lrkit.finder import _api
-    from lrkit.finder._api import _verify
-    from lrkit.finder._snapshot import Snapshot
-    from lrkit.finder._sweep import Batches, default_step
-
     g = torch.Generator().manual_seed(3)
     x = 10 * torch.randn(256, 8, generator=g, dtype=torch.float64)
     y = x @ torch.randn(8, 1, generator=g, dtype=torch.float64)
     train = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
-    scores = {}
-    for vectorized in (True, False):
-        if not vectorized:
-            monkeypatch.setattr(_api, "supported", lambda model, opt: "not vectorized in this test")
-        torch.manual_seed(0)
+
+    def build() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         model = torch.nn.Linear(8, 1).double()
-        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
-        v = _verify(
-            model,
-            opt,
-            Snapshot(model, opt),
-            Batches(train),
-            default_step(F.mse_loss),
-            0.003,
-            target="constant",
-            steps=300,
-            candidates=5,
-            val_loader=train[:2],
-            accumulation=1,
-            scaler=None,
-            amp=False,
-            seed=0,
-            loss_fn=F.mse_loss,
-        )
-        assert v.vectorized is vectorized
-        scores[vectorized] = v.scores
-    assert [math.isinf(s) for s in scores[True]] == [False, False, False, True, True]
-    np.testing.assert_allclose(scores[True], scores[False], rtol=1e-6)
+        return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
+
+    v = _verify_both_ways(
+        build, train, F.mse_loss, 0.003, target="constant", steps=300, candidates=5, val_loader=train[:2]
+    )
+    assert [math.isinf(s) for s in v[True].scores] == [False, False, False, True, True]
+    np.testing.assert_allclose(v[True].scores, v[False].scores, rtol=1e-6)
 
 
 class _Unbatchable(torch.nn.Module):
@@ -595,23 +581,19 @@ class _Unbatchable(torch.nn.Module):
 
 
 @pytest.mark.parametrize("why", ["branch", "memory"])
-def test_candidates_that_cannot_train_together_train_one_after_the_other(
-    why: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_candidates_that_cannot_train_together_train_one_after_the_other(why: str) -> None:
     """The vectorized path gives up before its first step, and the candidates then see exactly
     the batches they would have seen without it."""
-    from lrkit.finder import _api
-
     x, y = _data(seed=1)
     val = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
     results = []
     for vectorize in (True, False):
-        if not vectorize:
-            monkeypatch.setattr(_api, "supported", lambda model, opt: "not vectorized in this test")
         model = _Unbatchable(why)
         opt = torch.optim.Adam(model.parameters())
         results.append(
-            find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=100, seed=0)
+            find_lr(
+                model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=100, vectorize=vectorize
+            )
         )
     tried, plain = (r.verification for r in results)
     assert tried is not None and plain is not None
@@ -619,19 +601,15 @@ def test_candidates_that_cannot_train_together_train_one_after_the_other(
     assert tried.scores == plain.scores and tried.chosen == plain.chosen
 
 
-def test_without_validation_data_a_batchnorm_model_ranks_on_training_loss_either_way(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from lrkit.finder import _api
-
+def test_without_validation_data_a_batchnorm_model_ranks_on_training_loss_either_way() -> None:
     results = []
     for vectorize in (True, False):
-        if not vectorize:
-            monkeypatch.setattr(_api, "supported", lambda model, opt: "not vectorized in this test")
         model = _model(bn=True).double()
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         batches = [(a.double(), b) for a, b in _batches()]
-        results.append(find_lr(model, opt, F.cross_entropy, batches, verify=True, verify_steps=12, seed=0))
+        results.append(
+            find_lr(model, opt, F.cross_entropy, batches, verify=True, verify_steps=12, vectorize=vectorize)
+        )
     together, apart = (r.verification for r in results)
     assert together is not None and apart is not None
     assert together.vectorized and not apart.vectorized
