@@ -256,7 +256,8 @@ def test_gradient_accumulation_counts_optimizer_steps() -> None:
 def test_steps_skipped_by_grad_scaler_do_not_advance_the_sweep() -> None:
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**4, growth_interval=3)
+    scaler_before = scaler.state_dict()
     calls = 0
 
     def step_fn(m: torch.nn.Module, batch: Any) -> torch.Tensor:
@@ -269,6 +270,7 @@ def test_steps_skipped_by_grad_scaler_do_not_advance_the_sweep() -> None:
         r = find_lr(model, opt, None, _batches(), step_fn=step_fn, scaler=scaler, steps=40, end_lr=1e-3)
     assert len(r.lrs) == 40 and calls == 45  # 5 of them skipped
     assert r.lrs == sorted(set(r.lrs))  # no LR recorded twice, none skipped
+    assert scaler.state_dict() == scaler_before  # its scale went up and down, and is back
     with torch.no_grad():
         assert all(torch.isfinite(p).all() for p in model.parameters())
 

@@ -178,10 +178,11 @@ def find_lr(
     WACV 2017.
 
     Afterwards the model's parameters, buffers, gradients and modes, the optimizer's state and
-    LRs, `scheduler` (if given) and the Python/NumPy/torch RNG states are restored exactly, also
-    when the test raises or is interrupted. The snapshot is kept on the CPU (``snapshot="disk"``
-    writes it to a temporary file in `snapshot_dir` instead); no copy is made on the accelerator
-    (verification's candidates trained together are the one exception, see `vectorize`).
+    LRs, `scheduler` and `scaler` (if given) and the Python/NumPy/torch RNG states are restored
+    exactly, also when the test raises or is interrupted. The snapshot is kept on the CPU
+    (``snapshot="disk"`` writes it to a temporary file in `snapshot_dir` instead); no copy is
+    made on the accelerator (verification's candidates trained together are the one exception,
+    see `vectorize`).
 
     Args:
         model, optimizer: what to test; the optimizer's own LR is ignored during the sweep
@@ -194,7 +195,8 @@ def find_lr(
         step_fn: ``step_fn(model, batch) -> loss`` for any other batch (dicts, several inputs);
             lrkit calls ``backward`` and the optimizer.
         accumulation: micro-batches per optimizer step (gradient accumulation).
-        scaler: a ``torch.amp.GradScaler``; steps it skips do not advance the sweep.
+        scaler: a ``torch.amp.GradScaler``; steps it skips do not advance the sweep, and its
+            scale is restored afterwards.
         amp: run the forward pass under ``torch.autocast`` (True, or a dtype).
         seeds: repeat the sweep this many times (each from the same initial state, with the
             torch RNG seeded ``seed``, ``seed + 1``, ...); the suggestion is their geometric
@@ -243,7 +245,9 @@ def find_lr(
             raise ValueError("give `loss_fn` (for (inputs, target) batches) or `step_fn`")
         step_fn = default_step(loss_fn)
     t0 = time.perf_counter()
-    snap = Snapshot(model, optimizer, scheduler, to_disk=snapshot == "disk", directory=snapshot_dir)
+    snap = Snapshot(
+        model, optimizer, scheduler, scaler=scaler, to_disk=snapshot == "disk", directory=snapshot_dir
+    )
     try:
         traces: list[Trace] = []
         per_seed: dict[int, float] = {}

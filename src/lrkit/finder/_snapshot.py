@@ -1,6 +1,7 @@
 """Save and restore everything a range test touches, bit for bit, without a second copy of the
 model on the accelerator: parameters, buffers, gradients, train/eval modes, the optimizer's
-state and hyperparameters, an attached scheduler, and the Python, NumPy and torch RNG states."""
+state and hyperparameters, an attached scheduler, a gradient scaler's scale, and the Python,
+NumPy and torch RNG states."""
 
 from __future__ import annotations
 
@@ -50,10 +51,12 @@ def _copy_into(original: Any, loaded: Any) -> Any:
 
 
 class Snapshot:
-    """The state of a model, optimizer, optional scheduler and the RNGs at one moment.
+    """The state of a model, optimizer, optional scheduler and scaler, and the RNGs at one moment.
 
     Args:
         model, optimizer, scheduler: what to save (`scheduler` may be None).
+        scaler: a ``torch.amp.GradScaler`` (or None) whose scale and growth tracker the sweep
+            changes as it skips steps.
         to_disk: keep the tensors in a temporary file (in `directory`, default the system's
             temporary folder) instead of CPU memory; the file is deleted by `discard`.
     """
@@ -64,12 +67,16 @@ class Snapshot:
         optimizer: torch.optim.Optimizer,
         scheduler: Any = None,
         *,
+        scaler: Any = None,
         to_disk: bool = False,
         directory: str | os.PathLike[str] | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
         self.scheduler = scheduler
+        self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
+        # plain numbers: the scale, the growth and backoff factors and the growth tracker
+        self._scaler_state = None if self.scaler is None else copy.deepcopy(self.scaler.state_dict())
         self._modes = [m.training for m in model.modules()]
         self._python_rng = random.getstate()
         self._numpy_rng = np.random.get_state()
@@ -123,6 +130,8 @@ class Snapshot:
         self._restore_optimizer(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(copy.deepcopy(state["scheduler"]))
+        if self.scaler is not None:
+            self.scaler.load_state_dict(copy.deepcopy(self._scaler_state))
         random.setstate(self._python_rng)
         np.random.set_state(self._numpy_rng)
         torch.set_rng_state(state["torch_rng"])
