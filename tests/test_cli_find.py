@@ -141,3 +141,20 @@ def test_find_errors_are_clean() -> None:
     assert res.exit_code == 2 and "momentum" in res.output
     res = runner.invoke(app, ["find", "--task", "mlp-digits", "--start-lr", "1", "--end-lr", "0.1"])
     assert res.exit_code == 2 and "start_lr" in res.output
+    for device, message in (
+        ("gpu0", "--device must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'gpu0'"),
+        ("cuda:99", "--device 'cuda:99' is not available here"),
+    ):
+        res = runner.invoke(app, ["find", "--task", "mlp-digits", "--device", device])
+        assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+        assert "Traceback" not in res.output
+
+
+def test_find_with_amp_on_the_cpu(tmp_path: Path) -> None:
+    res = runner.invoke(
+        app, ["find", "--task", "logreg-digits", "--optimizer", "adam", "--device", "cpu", "--amp"]
+        + ["-o", str(tmp_path)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    result = FinderResult.from_dict(json.loads((tmp_path / "lr_find.json").read_text()))
+    assert 1e-5 < result.suggestion < 1.0

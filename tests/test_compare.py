@@ -124,6 +124,29 @@ def test_train_writes_history_and_curves(tmp_path: Path) -> None:
     assert "status: completed" in res.output and f"{h.final_metric:.4g}" in res.output
 
 
+def test_train_with_amp_on_the_cpu(tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--task",
+            TASK,
+            "--epochs",
+            "2",
+            "--lr",
+            "0.03",
+            "--device",
+            "cpu",
+            "--amp",
+            "-o",
+            str(tmp_path),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    h = History.from_dict(json.loads((tmp_path / "history.json").read_text()))
+    assert h.status == "completed" and h.final_metric > 0.8
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -140,6 +163,9 @@ def test_train_writes_history_and_curves(tmp_path: Path) -> None:
         (["train", "--task", TASK, "--optimizer", "adamx"], "unknown optimizer 'adamx'"),
         (["train", "--task", TASK, "--schedule", "warmup(10) >>"], "invalid schedule spec"),
         (["train", "--task", TASK, "--lr", "-0.1"], "--lr"),
+        (["train", "--task", TASK, "--device", "gpu0"], "--device must name a torch device"),
+        (["train", "--task", TASK, "--device", "cuda:99"], "--device 'cuda:99' is not available here"),
+        (["train", "--task", TASK, "--device", "meta"], "--device must hold real data"),
         (["explain", "--task", "nope"], "unknown task"),
         (["explain", "--task", TASK, "--optimizer", "adamx"], "unknown optimizer 'adamx'"),
     ],

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from lrkit.schedules import Schedule, ScheduleError, parse
 from lrkit.schedules._base import MAX_STEP
+
+if TYPE_CHECKING:
+    import torch
+
+#: ``--device``, shared by the commands that train.
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="Where the model trains: 'cpu', 'cuda', 'cuda:1', ...")
+]
+#: ``--amp``, shared by the commands that train.
+AmpOption = Annotated[
+    bool,
+    typer.Option(
+        "--amp", help="Mixed precision: float16 with a gradient scaler on CUDA, bfloat16 on the CPU."
+    ),
+]
 
 #: Exit status for bad input (a malformed spec, an invalid option), as for usage errors.
 EXIT_USAGE = 2
@@ -34,3 +49,21 @@ def load_spec(text: str) -> Schedule:
         return parse(text)
     except ScheduleError as e:
         fail(str(e))
+
+
+def resolve_device(text: str) -> torch.device:
+    """`--device`: a torch device that this machine has; else exit status 2 naming the value."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError):
+        fail(f"--device must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {text!r}")
+    if device.type == "meta":
+        fail(f"--device must hold real data, got {text!r}")
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, NotImplementedError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        fail(f"--device {text!r} is not available here ({first})")
+    return device

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lrkit.cli._common import fail
+from lrkit.cli._common import AmpOption, DeviceOption, fail, resolve_device
 
 
 def find(
@@ -41,6 +41,8 @@ def find(
         ),
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the batch order.")] = 0,
+    device: DeviceOption = "cpu",
+    amp: AmpOption = False,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for lr_find.png and lr_find.json.")
     ] = Path("lrkit-find"),
@@ -58,10 +60,11 @@ def find(
     from lrkit.tasks import TaskError, load
 
     torch.set_num_threads(1)
+    dev = resolve_device(device)
     try:
         the_task = load(name)
         torch.manual_seed(seed)
-        model = the_task.model(seed)
+        model = the_task.model(seed).to(dev)
         opt = optim.make(optimizer, model)
     except (TaskError, ValueError) as e:
         fail(str(e))
@@ -91,6 +94,8 @@ def find(
                     target=schedule,
                     seeds=seeds,
                     seed=seed,
+                    amp=amp,
+                    scaler=torch.amp.GradScaler("cuda") if amp and dev.type == "cuda" else None,
                     verify=verify,
                     val_loader=the_task.loader(seed, split="val") if verify else None,
                     train_steps=the_task.epochs * the_task.steps_per_epoch() if verify else None,

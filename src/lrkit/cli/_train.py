@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lrkit.cli._common import fail
+from lrkit.cli._common import AmpOption, DeviceOption, fail, resolve_device
 
 
 def _fmt(x: float) -> str:
@@ -39,6 +39,8 @@ def train(
         float | None, typer.Option("--lr", help="The LR (default: the optimizer's default LR).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the batch order.", min=0)] = 0,
+    device: DeviceOption = "cpu",
+    amp: AmpOption = False,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for history.json and curves.png.")
     ] = Path("lrkit-train"),
@@ -67,8 +69,11 @@ def train(
     if lr is not None and not (0.0 < lr < math.inf):
         fail(f"--lr must be a finite number > 0, got {lr}")
     torch.set_num_threads(1)
+    dev = resolve_device(device)
+    if amp and dev.type not in ("cpu", "cuda"):
+        fail(f"--amp supports the 'cpu' and 'cuda' devices, got --device {device!r}")
     try:
-        history = fit(the_task, optimizer, schedule.strip(), epochs, lr=lr, seed=seed)
+        history = fit(the_task, optimizer, schedule.strip(), epochs, lr=lr, seed=seed, device=dev, amp=amp)
     except ValueError as e:
         fail(str(e))
 
