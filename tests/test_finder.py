@@ -544,6 +544,40 @@ def test_vectorized_verification_equals_one_after_the_other(make_opt: Any, targe
     np.testing.assert_allclose(v[True].errors, v[False].errors, rtol=1e-5, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p, lr: torch.optim.Adam(p, lr=lr, foreach=False),
+        lambda p, lr: torch.optim.Adam(p, lr=lr, weight_decay=1e-2, foreach=False),
+        lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.1, foreach=False),
+    ],
+)
+def test_the_stacked_adam_step_is_torchs_bit_for_bit(make_opt: Any) -> None:
+    """Given the same gradients, each candidate's slice takes exactly torch's step (Adam's
+    arithmetic per candidate, not a broadcast approximation of it), at LR ``lr * factor``."""
+    from lrkit.finder._vectorized import _StackedOptimizer
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(4, 3), (3,)]
+    lrs, factors = [1e-3, 3e-3, 1e-2], [1.0, 0.37, 2.5, 1.0]
+    start = [torch.randn(s, generator=g) for s in shapes]
+    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in factors]
+    stacked = {f"p{i}": torch.stack([x.clone() for _ in lrs]) for i, x in enumerate(start)}
+    opt = _StackedOptimizer(make_opt([torch.zeros(1)], 1.0), stacked, lrs)
+    for step, factor in zip(grads, factors, strict=True):
+        opt.step(tuple(torch.stack([gr] * len(lrs)) for gr in step), factor)
+    for k, lr in enumerate(lrs):
+        own = [torch.nn.Parameter(x.clone()) for x in start]
+        ref = make_opt(own, lr)
+        for step, factor in zip(grads, factors, strict=True):
+            for p, gr in zip(own, step, strict=True):
+                p.grad = gr.clone()
+            ref.param_groups[0]["lr"] = lr * factor
+            ref.step()
+        for p, x in zip(own, stacked.values(), strict=True):
+            assert torch.equal(p.detach(), x[k]), (k, (p.detach() - x[k]).abs().max())
+
+
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_a_diverging_candidate_leaves_the_others_alone_when_vectorized(momentum: float) -> None:
     """Least squares whose two largest candidates blow up (their loss leaves float32's range):

@@ -76,28 +76,39 @@ def _grads(losses: torch.Tensor, leaves: list[torch.Tensor]) -> tuple[torch.Tens
 class _StackedOptimizer:
     """SGD / Adam / AdamW updates on stacked parameters, candidate k at LR ``lrs[k] * factor``.
 
-    The same arithmetic as torch's single-tensor kernels, written with `torch._foreach_*` ops over
-    all parameters at once (one kernel call per operation, not one per operation and parameter),
-    with each candidate's LR broadcast along the leading axis.
+    The formulas of torch's kernels, written with `torch._foreach_*` ops over all parameters at
+    once (one kernel call per operation, not one per operation and parameter). SGD broadcasts
+    each candidate's LR along the leading axis; Adam and AdamW take each candidate's slice of
+    the stacked tensors as a view with its own scalar step size, which rounds as torch's own
+    step does and needs no stacked temporary for the step.
     """
 
     def __init__(
-        self, optimizer: torch.optim.Optimizer, params: dict[str, torch.Tensor], lrs: torch.Tensor
+        self, optimizer: torch.optim.Optimizer, params: dict[str, torch.Tensor], lrs: list[float]
     ) -> None:
         g = optimizer.param_groups[0]
         decoupled = isinstance(optimizer, torch.optim.AdamW) or bool(g.get("decoupled_weight_decay"))
         self.kind = "sgd" if isinstance(optimizer, torch.optim.SGD) else ("adamw" if decoupled else "adam")
         self.g = g
         self.params = list(params.values())
-        self.lrs = lrs
+        first = self.params[0]
+        self.lrs = torch.tensor(lrs, dtype=first.dtype, device=first.device)
         self.shapes = [(-1,) + (1,) * (p.dim() - 1) for p in self.params]
         self.buf: list[torch.Tensor] | None = None
         self.m = [torch.zeros_like(p) for p in self.params] if self.kind != "sgd" else []
         self.v = [torch.zeros_like(p) for p in self.params] if self.kind != "sgd" else []
         self.t = 0
+        self._lr_list = [float(x) for x in lrs]
+        # candidate k's slice of every stacked tensor, parameter-major: (p0[0], p0[1], ..., p1[0], ...)
+        self._p_views = [view for x in self.params for view in x.unbind(0)]
+        self._m_views = [view for x in self.m for view in x.unbind(0)]
 
     def _per_candidate(self, v: torch.Tensor) -> list[torch.Tensor]:
         return [v.view(shape) for shape in self.shapes]
+
+    def _per_view(self, values: list[float]) -> list[float]:
+        """One scalar per candidate (in the order of `lrs`), for every parameter's views."""
+        return values * len(self.params)
 
     @torch.no_grad()
     def step(self, grads: tuple[torch.Tensor, ...], factor: float) -> None:
@@ -122,8 +133,9 @@ class _StackedOptimizer:
             return
         b1, b2 = (float(b) for b in g["betas"])
         eps = float(g["eps"])
+        lrs = [lr * factor for lr in self._lr_list]
         if self.kind == "adamw" and wd:
-            torch._foreach_mul_(p, self._per_candidate(1.0 - self.lrs * (factor * wd)))
+            torch._foreach_mul_(self._p_views, self._per_view([1.0 - lr * wd for lr in lrs]))
         elif wd:
             d = torch._foreach_add(d, p, alpha=wd)
         torch._foreach_lerp_(self.m, d, 1.0 - b1)
@@ -132,9 +144,11 @@ class _StackedOptimizer:
         denom = torch._foreach_sqrt(self.v)
         torch._foreach_div_(denom, math.sqrt(1.0 - b2**self.t))
         torch._foreach_add_(denom, eps)
-        # p -= m / (denom / step_size): in place, without a fifth stacked temporary for the step
-        torch._foreach_div_(denom, self._per_candidate(self.lrs * (factor / (1.0 - b1**self.t))))
-        torch._foreach_addcdiv_(p, self.m, denom, value=-1.0)
+        bias1 = 1.0 - b1**self.t
+        denom_views = [view for x in denom for view in x.unbind(0)]
+        torch._foreach_addcdiv_(
+            self._p_views, self._m_views, denom_views, self._per_view([-lr / bias1 for lr in lrs])
+        )
 
 
 @_without_slow_fallback()
@@ -172,9 +186,8 @@ def verify_stacked(
         for n, p in model.named_parameters()
         if p.requires_grad
     }
-    lrs = torch.tensor(candidates, dtype=next(iter(params.values())).dtype, device=device)
     factors = shape(np.arange(steps))
-    opt = _StackedOptimizer(optimizer, params, lrs)
+    opt = _StackedOptimizer(optimizer, params, list(candidates))
 
     def call(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: Any) -> Any:
         args = (x,) if isinstance(x, torch.Tensor) else tuple(x)
