@@ -102,6 +102,9 @@ class _StackedOptimizer:
         # candidate k's slice of every stacked tensor, parameter-major: (p0[0], p0[1], ..., p1[0], ...)
         self._p_views = [view for x in self.params for view in x.unbind(0)]
         self._m_views = [view for x in self.m for view in x.unbind(0)]
+        # Adam's denominator, rewritten in place every step (its views are made once)
+        self._denom = [torch.empty_like(x) for x in self.v]
+        self._denom_views = [view for x in self._denom for view in x.unbind(0)]
 
     def _per_candidate(self, v: torch.Tensor) -> list[torch.Tensor]:
         return [v.view(shape) for shape in self.shapes]
@@ -141,14 +144,13 @@ class _StackedOptimizer:
         torch._foreach_lerp_(self.m, d, 1.0 - b1)
         torch._foreach_mul_(self.v, b2)
         torch._foreach_addcmul_(self.v, d, d, value=1.0 - b2)
-        denom = torch._foreach_sqrt(self.v)
-        torch._foreach_div_(denom, math.sqrt(1.0 - b2**self.t))
-        torch._foreach_add_(denom, eps)
+        torch._foreach_copy_(self._denom, self.v)
+        torch._foreach_sqrt_(self._denom)
+        torch._foreach_div_(self._denom, math.sqrt(1.0 - b2**self.t))
+        torch._foreach_add_(self._denom, eps)
         bias1 = 1.0 - b1**self.t
-        denom_views = [view for x in denom for view in x.unbind(0)]
-        torch._foreach_addcdiv_(
-            self._p_views, self._m_views, denom_views, self._per_view([-lr / bias1 for lr in lrs])
-        )
+        steps = self._per_view([-lr / bias1 for lr in lrs])
+        torch._foreach_addcdiv_(self._p_views, self._m_views, self._denom_views, steps)
 
 
 @_without_slow_fallback()
