@@ -223,8 +223,8 @@ def fit(
             does not): finished epochs are skipped, and the model, optimizer, schedule, early
             stopping, history and RNG states are restored, so on the CPU the run reproduces the
             uninterrupted one bit for bit (on CUDA too, with and without `amp`, where the model's
-            kernels are deterministic: see ``torch.use_deterministic_algorithms``). The run must have the same task, optimizer, schedule
-            and seed.
+            kernels are deterministic: see ``torch.use_deterministic_algorithms``). The run must
+            have the same task, optimizer, schedule and seed.
         device: where the model and batches go (``"cpu"``, ``"cuda"``, ...).
         amp: mixed precision: autocast to bfloat16 on the CPU, to float16 with a `GradScaler` on
             CUDA (a step the scaler skips does not advance the schedule).
