@@ -31,6 +31,12 @@ def _batches(bs: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(x[i : i + bs], y[i : i + bs]) for i in range(0, len(x), bs)]
 
 
+def _val() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Four validation batches of 64, drawn apart from the training data."""
+    x, y = _data(seed=1)
+    return [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
+
+
 def _model(seed: int = 0, bn: bool = False) -> torch.nn.Module:
     torch.manual_seed(seed)
     layers: list[torch.nn.Module] = [torch.nn.Linear(8, 32)]
@@ -340,8 +346,7 @@ def test_a_sweep_that_neither_falls_nor_diverges_suggests_nothing() -> None:
 
 
 def test_verify_picks_among_candidates_on_validation_loss() -> None:
-    x, y = _data(seed=1)
-    val = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
+    val = _val()
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     before = _state(model, opt)
@@ -524,8 +529,7 @@ def test_vectorized_verification_equals_one_after_the_other(make_opt: Any, targe
     """The same scores and errors either way, also with BatchNorm (each candidate's running
     statistics are its own, and the validation pass in eval mode uses them) and with a layer
     that the loss does not use."""
-    x, y = _data(seed=1)
-    val = [(x[i : i + 64].double(), y[i : i + 64]) for i in range(0, 256, 64)]
+    val = [(x.double(), y) for x, y in _val()]
     train = [(a.double(), b) for a, b in _batches()]
 
     def build() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -620,8 +624,7 @@ class _Unbatchable(torch.nn.Module):
 def test_candidates_that_cannot_train_together_train_one_after_the_other(why: str) -> None:
     """The vectorized path gives up before its first step, and the candidates then see exactly
     the batches they would have seen without it."""
-    x, y = _data(seed=1)
-    val = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
+    val = _val()
     results = []
     for vectorize in (True, False):
         model = _Unbatchable(why)
@@ -654,8 +657,7 @@ def test_without_validation_data_a_batchnorm_model_ranks_on_training_loss_either
 
 
 def test_vectorize_false_trains_the_candidates_one_after_the_other() -> None:
-    x, y = _data(seed=1)
-    val = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
+    val = _val()
     model = _model()
     opt = torch.optim.Adam(model.parameters())
     on = find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=100)
@@ -668,8 +670,7 @@ def test_vectorize_false_trains_the_candidates_one_after_the_other() -> None:
 
 
 def test_verification_is_on_by_default_with_validation_data_and_stays_within_budget() -> None:
-    x, y = _data(seed=1)
-    val = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
+    val = _val()
     model = _model()
     opt = torch.optim.Adam(model.parameters())
     r = find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=200)
