@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +42,34 @@ def postgres_url() -> Iterator[str]:
     finally:
         proc.stdin.close()
         proc.wait(timeout=60)
+
+
+@pytest.fixture
+def check_stacked_adam() -> Callable[..., None]:
+    """A check that `_StackedOptimizer`, given the same gradients, moves each candidate's slice
+    exactly as ``make_opt(params, lr)`` moves a lone copy at LR ``lr * factor``, step by step."""
+    import torch
+
+    from lrkit.finder._vectorized import _StackedOptimizer
+
+    def check(make_opt: Any, *, shapes: list[tuple[int, ...]], device: str = "cpu", buffered: bool) -> None:
+        g = torch.Generator().manual_seed(0)
+        lrs, factors = [1e-3, 3e-3, 1e-2], [1.0, 0.37, 2.5, 1.0]
+        start = [torch.randn(s, generator=g).to(device) for s in shapes]
+        grads = [[torch.randn(s, generator=g).to(device) for s in shapes] for _ in factors]
+        stacked = {f"p{i}": torch.stack([x.clone() for _ in lrs]) for i, x in enumerate(start)}
+        opt = _StackedOptimizer(make_opt([torch.zeros(1)], 1.0), stacked, lrs, buffered=buffered)
+        for step, factor in zip(grads, factors, strict=True):
+            opt.step(tuple(torch.stack([gr] * len(lrs)) for gr in step), factor)
+        for k, lr in enumerate(lrs):
+            own = [torch.nn.Parameter(x.clone()) for x in start]
+            ref = make_opt(own, lr)
+            for step, factor in zip(grads, factors, strict=True):
+                for p, gr in zip(own, step, strict=True):
+                    p.grad = gr.clone()
+                ref.param_groups[0]["lr"] = lr * factor
+                ref.step()
+            for p, x in zip(own, stacked.values(), strict=True):
+                assert torch.equal(p.detach(), x[k]), (k, (p.detach() - x[k]).abs().max().item())
+
+    return check
