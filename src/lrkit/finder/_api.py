@@ -89,12 +89,6 @@ def _check_inputs(
         raise ValueError(f"`diverge` must be in (0, 10], got diverge={diverge!r}")
 
 
-#: The share of `train_steps` that verification spends on training its candidates in all; the
-#: rest is left for their validation passes (one each) and for restoring the snapshot between
-#: them, so that the whole costs no more than the run it plans for.
-TRAIN_SHARE = 0.9
-
-
 def _verify_length(verify_steps: int | None, train_steps: int | None, candidates: int, steps: int) -> int:
     if verify_steps is not None:
         return verify_steps
@@ -103,7 +97,7 @@ def _verify_length(verify_steps: int | None, train_steps: int | None, candidates
             raise ValueError(f"`train_steps` must be an integer >= 1, got train_steps={train_steps!r}")
         if not isinstance(candidates, int) or candidates < 1:
             raise ValueError(f"`candidates` must be an integer >= 2, got candidates={candidates!r}")
-        return max(5, int(train_steps * TRAIN_SHARE) // candidates)
+        return max(5, train_steps // candidates)
     return steps
 
 
@@ -219,11 +213,8 @@ def find_lr(
             ``sqrt(verify steps / train_steps)`` because a short run favours large LRs.
             Default: verify when `val_loader` is given.
         train_steps: the length of the training you plan, in optimizer steps. Verification then
-            costs about that much or less in all: its candidates train for nine tenths of it
-            (each ``int(0.9 * train_steps) // candidates`` steps, under a one-cycle compressed
-            to that length for ``target="onecycle"``), and the last tenth is left for their
-            validation passes, a forward pass over `val_loader` each (which fits in it while
-            the validation data are under about 6% of the examples the run trains on).
+            spends at most that much in all (each candidate trains ``train_steps // candidates``
+            steps, under a one-cycle compressed to that length for ``target="onecycle"``).
         verify_steps: steps per candidate (overrides `train_steps`; default `steps`).
         candidates: how many LRs verification trains (>= 2).
         vectorize: train the candidates together, as one stacked model under `torch.func.vmap`,
