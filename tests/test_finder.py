@@ -588,6 +588,45 @@ def test_a_diverging_candidate_leaves_the_others_alone_when_vectorized(momentum:
     np.testing.assert_allclose(v[True].scores, v[False].scores, rtol=1e-6)
 
 
+class _Attention(torch.nn.Module):
+    """A one-layer transformer encoder over 4 tokens of 2 features each, pooled to 3 classes."""
+
+    def __init__(self, dropout: float) -> None:
+        super().__init__()
+        self.embed = torch.nn.Linear(2, 16)
+        self.layer = torch.nn.TransformerEncoderLayer(16, 4, 32, dropout=dropout, batch_first=True)
+        self.head = torch.nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.layer(self.embed(x.view(-1, 4, 2))).mean(1))
+        return out
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_transformer_candidates_train_together(dropout: float) -> None:
+    """Attention trains vectorized (its fused kernels have no batching rule on the CPU, and the
+    layers' fused inference path none anywhere: verification steps around both), scores as one
+    after the other where no dropout draws differently, and leaves torch's attention settings as
+    it found them."""
+    val = [(x.double(), y) for x, y in _val()]
+    train = [(a.double(), b) for a, b in _batches()]
+
+    def build() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        model = _Attention(dropout).double()
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    v = _verify_both_ways(
+        build, train, F.cross_entropy, 3e-3, target="constant", steps=30, candidates=3, val_loader=val
+    )
+    assert v[True].vectorized and not v[False].vectorized
+    assert torch.backends.mha.get_fastpath_enabled() == fastpath
+    if dropout == 0.0:
+        np.testing.assert_allclose(v[True].scores, v[False].scores, rtol=1e-6)
+    else:
+        assert all(math.isfinite(s) for s in v[True].scores)
+
+
 class _Unbatchable(torch.nn.Module):
     """A model that cannot train its candidates together: its forward pass branches on a
     tensor's value, which vmap cannot batch (`branch`), or it runs out of memory when its

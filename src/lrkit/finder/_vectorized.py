@@ -10,13 +10,16 @@ loop over the candidates, slower than training them one after the other) is swit
 model that would need it, or candidates that do not fit in memory together, raise `Unbatchable`
 on the first step. Otherwise the verification trains the candidates one after the other.
 BatchNorm's running statistics are stacked like the parameters, so each candidate keeps its own.
+Attention (`nn.MultiheadAttention`, the transformer layers, `scaled_dot_product_attention`) is
+batched by leaving its fused inference path and, where a fused kernel cannot be batched (on the
+CPU, or with attention dropout on CUDA), by taking the math backend (`_batchable_attention`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -42,6 +45,47 @@ def supported(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str |
     if {id(p) for p in g["params"]} != trainable:
         return "the optimizer does not hold exactly the model's trainable parameters"
     return None
+
+
+@contextlib.contextmanager
+def _batchable_attention(math_backend: bool) -> Iterator[None]:
+    """PyTorch's attention in a form that vmap can batch, for the duration of the block.
+
+    `nn.MultiheadAttention` and the transformer layers leave their fused inference path (its
+    kernels have no batching rule); with `math_backend`, `scaled_dot_product_attention` also
+    takes its plain-math backend, for when a fused one cannot serve (the CPU's fused kernel has
+    no batching rule, and the CUDA ones cannot draw one dropout mask for a batch of candidates).
+    Both settings are put back afterwards; a build of torch without them is left as it is.
+    """
+    mha = getattr(torch.backends, "mha", None)
+    get, set_ = getattr(mha, "get_fastpath_enabled", None), getattr(mha, "set_fastpath_enabled", None)
+    with contextlib.ExitStack() as stack:
+        if get is not None and set_ is not None:
+            before = get()
+            set_(False)
+            stack.callback(set_, before)
+        if math_backend:
+            try:
+                from torch.nn.attention import SDPBackend, sdpa_kernel
+            except ImportError:  # torch < 2.3: the math backend is chosen by other means
+                pass
+            else:
+                stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
+        yield
+
+
+class _RngStates:
+    """The CPU's and `device`'s random states, to start a second attempt where the first did."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.device = device
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)
 
 
 class Unbatchable(RuntimeError):
@@ -222,58 +266,88 @@ def verify_stacked(
     alive = torch.ones(k, dtype=torch.bool, device=device)
     first = batches.next()
     x, y = _to(first[0], device), _to(first[1], device)
-    try:
-        if val_loader is not None:  # the validation pass runs in eval mode, which may use other kernels
-            model.eval()
-            with torch.no_grad():
-                whole(params, buffers, x, y)
-        model.train()
-        losses = whole(params, buffers, x, y)
-        grads = _grads(losses, leaves)
-    except (RuntimeError, NotImplementedError) as e:  # torch.OutOfMemoryError is a RuntimeError
-        raise Unbatchable(f"the candidates cannot be trained together under vmap: {e}") from e
-    if isinstance(batches, Replay):  # the candidates train together: no run will replay them
-        batches.forget()
-    for t in range(steps):
-        if t:
-            batch = batches.next()
-            x, y = _to(batch[0], device), _to(batch[1], device)
+    # The first step decides: with torch's attention kernels as they are, else with its math
+    # backend for attention (see `_batchable_attention`), else not at all.
+    rng = _RngStates(device)
+    attention: contextlib.ExitStack | None = None
+    for math_backend in (False, True):
+        attempt = contextlib.ExitStack()
+        attempt.enter_context(_batchable_attention(math_backend))
+        try:
+            if val_loader is not None:  # the validation pass runs in eval mode, which may use other kernels
+                model.eval()
+                with torch.no_grad():
+                    whole(params, buffers, x, y)
+            model.train()
             losses = whole(params, buffers, x, y)
             grads = _grads(losses, leaves)
-        losses = losses.detach()
-        # A diverged candidate goes on computing with non-finite numbers, which touches no other
-        # candidate (every operation is per candidate), and is scored inf at the end. As in
-        # `run_steps`, a loss past float32's range counts as diverged.
-        alive &= torch.isfinite(losses.float())
-        opt.step(grads, float(factors[t]))
-        if t >= steps - max(1, steps // 4):
-            tail.append(losses)
-    if val_loader is not None:
-        model.eval()
-        forward = vmap(call, in_dims=(0, 0, None), randomness="same")
-        score = vmap(loss_fn, in_dims=(0, None), randomness="same")
-        scored: list[torch.Tensor] = []
-        sizes: list[float] = []
-        with torch.no_grad():
-            for batch in val_loader:
+        except (RuntimeError, NotImplementedError) as e:  # torch.OutOfMemoryError is a RuntimeError
+            attempt.close()
+            if math_backend:
+                raise Unbatchable(f"the candidates cannot be trained together under vmap: {e}") from e
+            rng.restore()
+        else:
+            attention = attempt
+            break
+    assert attention is not None  # the loop either breaks with it or raises
+    if isinstance(batches, Replay):  # the candidates train together: no run will replay them
+        batches.forget()
+    with attention:
+        for t in range(steps):
+            if t:
+                batch = batches.next()
                 x, y = _to(batch[0], device), _to(batch[1], device)
-                n = batch_size(y)
-                out = forward(params, buffers, x) if n is not None else None
-                if n is None or not (isinstance(out, torch.Tensor) and out.dim() >= 2 and out.shape[1] == n):
-                    scored.append(whole(params, buffers, x, y))
-                    sizes.append(float(n or 1))
-                    continue
-                for sl in pieces(n):
-                    scored.append(score(out[:, sl], y[sl]))
-                    sizes.append(float(sl.stop - sl.start))
-        if not scored:
-            raise ValueError("`val_loader` yielded no batches")
-        samples = torch.stack(scored, 1)
-        weights = np.asarray(sizes)
-    else:
-        samples = torch.stack(tail, 1)
-        weights = np.ones(samples.shape[1])
+                losses = whole(params, buffers, x, y)
+                grads = _grads(losses, leaves)
+            losses = losses.detach()
+            # A diverged candidate goes on computing with non-finite numbers, which touches no other
+            # candidate (every operation is per candidate), and is scored inf at the end. As in
+            # `run_steps`, a loss past float32's range counts as diverged.
+            alive &= torch.isfinite(losses.float())
+            opt.step(grads, float(factors[t]))
+            if t >= steps - max(1, steps // 4):
+                tail.append(losses)
+        if val_loader is not None:
+            samples, weights = _val_samples(model, call, whole, loss_fn, params, buffers, val_loader)
+        else:
+            samples = torch.stack(tail, 1)
+            weights = np.ones(samples.shape[1])
     out_np = samples.detach().cpu().double().numpy()
     out_np[~alive.cpu().numpy()] = math.inf
     out_np[~np.isfinite(out_np).all(axis=1)] = math.inf
     return out_np, weights, steps
+
+
+def _val_samples(
+    model: torch.nn.Module,
+    call: Callable[..., Any],
+    whole: Callable[..., torch.Tensor],
+    loss_fn: LossFn,
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    val_loader: Iterable[Any],
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Every candidate's loss on the pieces of the validation batches (see `pieces`), in eval
+    mode: shape ``(candidates, pieces)``, and the pieces' sizes. A batch whose output has no
+    batch axis to split is one piece, scored by `whole`."""
+    device = next(iter(params.values())).device
+    model.eval()
+    forward = vmap(call, in_dims=(0, 0, None), randomness="same")
+    score = vmap(loss_fn, in_dims=(0, None), randomness="same")
+    scored: list[torch.Tensor] = []
+    sizes: list[float] = []
+    with torch.no_grad():
+        for batch in val_loader:
+            x, y = _to(batch[0], device), _to(batch[1], device)
+            n = batch_size(y)
+            out = forward(params, buffers, x) if n is not None else None
+            if n is None or not (isinstance(out, torch.Tensor) and out.dim() >= 2 and out.shape[1] == n):
+                scored.append(whole(params, buffers, x, y))
+                sizes.append(float(n or 1))
+                continue
+            for sl in pieces(n):
+                scored.append(score(out[:, sl], y[sl]))
+                sizes.append(float(sl.stop - sl.start))
+    if not scored:
+        raise ValueError("`val_loader` yielded no batches")
+    return torch.stack(scored, 1), np.asarray(sizes)
