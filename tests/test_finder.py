@@ -627,6 +627,29 @@ def test_transformer_candidates_train_together(dropout: float) -> None:
         assert all(math.isfinite(s) for s in v[True].scores)
 
 
+class _InterruptedWhenStacked(_Attention):
+    """Attention whose forward pass is interrupted once its weights are stacked."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch._C._functorch.is_batchedtensor(self.head.weight):
+            raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def test_an_interrupt_while_trying_candidates_together_puts_torchs_attention_settings_back() -> None:
+    model = _InterruptedWhenStacked(0.0)
+    opt = torch.optim.Adam(model.parameters())
+    before = [p.detach().clone() for p in model.parameters()]
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    try:
+        find_lr(model, opt, F.cross_entropy, _batches(), val_loader=_val(), train_steps=100)
+    except KeyboardInterrupt:  # checked while the traceback, and every frame in it, is alive
+        assert torch.backends.mha.get_fastpath_enabled() == fastpath
+    else:
+        pytest.fail("the interrupt did not come through")
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
 class _Unbatchable(torch.nn.Module):
     """A model that cannot train its candidates together: its forward pass branches on a
     tensor's value, which vmap cannot batch (`branch`), or it runs out of memory when its

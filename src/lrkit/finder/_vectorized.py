@@ -272,8 +272,8 @@ def verify_stacked(
     attention: contextlib.ExitStack | None = None
     for math_backend in (False, True):
         attempt = contextlib.ExitStack()
-        attempt.enter_context(_batchable_attention(math_backend))
         try:
+            attempt.enter_context(_batchable_attention(math_backend))
             if val_loader is not None:  # the validation pass runs in eval mode, which may use other kernels
                 model.eval()
                 with torch.no_grad():
@@ -281,8 +281,10 @@ def verify_stacked(
             model.train()
             losses = whole(params, buffers, x, y)
             grads = _grads(losses, leaves)
-        except (RuntimeError, NotImplementedError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        except BaseException as e:  # torch's settings go back whatever happened, an interrupt too
             attempt.close()
+            if not isinstance(e, (RuntimeError, NotImplementedError)):  # OutOfMemoryError is a RuntimeError
+                raise
             if math_backend:
                 raise Unbatchable(f"the candidates cannot be trained together under vmap: {e}") from e
             rng.restore()
