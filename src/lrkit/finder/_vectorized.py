@@ -56,6 +56,9 @@ def _batchable_attention(math_backend: bool) -> Iterator[None]:
     takes its plain-math backend, for when a fused one cannot serve (the CPU's fused kernel has
     no batching rule, and the CUDA ones cannot draw one dropout mask for a batch of candidates).
     Both settings are put back afterwards; a build of torch without them is left as it is.
+    (Without the fused path, the outputs at positions that a key padding mask hides are computed
+    rather than left at zero, so a model that pools over them validates slightly differently
+    than in its own evaluation.)
     """
     mha = getattr(torch.backends, "mha", None)
     get, set_ = getattr(mha, "get_fastpath_enabled", None), getattr(mha, "set_fastpath_enabled", None)
