@@ -46,11 +46,11 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def check_stacked_adam() -> Callable[..., None]:
-    """A check that `_StackedOptimizer`, given the same gradients, moves each candidate's slice
+    """A check that `StackedOptimizer`, given the same gradients, moves each candidate's slice
     exactly as ``make_opt(params, lr)`` moves a lone copy at LR ``lr * factor``, step by step."""
     import torch
 
-    from lrkit.finder._vectorized import _StackedOptimizer
+    from lrkit.finder._stacked import StackedOptimizer
 
     def check(make_opt: Any, *, shapes: list[tuple[int, ...]], device: str = "cpu", buffered: bool) -> None:
         g = torch.Generator().manual_seed(0)
@@ -58,7 +58,7 @@ def check_stacked_adam() -> Callable[..., None]:
         start = [torch.randn(s, generator=g).to(device) for s in shapes]
         grads = [[torch.randn(s, generator=g).to(device) for s in shapes] for _ in factors]
         stacked = {f"p{i}": torch.stack([x.clone() for _ in lrs]) for i, x in enumerate(start)}
-        opt = _StackedOptimizer(make_opt([torch.zeros(1)], 1.0), stacked, lrs, buffered=buffered)
+        opt = StackedOptimizer(make_opt([torch.zeros(1)], 1.0), stacked, lrs, buffered=buffered)
         for step, factor in zip(grads, factors, strict=True):
             opt.step(tuple(torch.stack([gr] * len(lrs)) for gr in step), factor)
         for k, lr in enumerate(lrs):

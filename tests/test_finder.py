@@ -524,11 +524,12 @@ class _WithUnused(torch.nn.Module):
     ],
 )
 @pytest.mark.parametrize("target", ["constant", "onecycle"])
-@pytest.mark.parametrize("extra", ["", "bn", "unused"])
+@pytest.mark.parametrize("extra", ["", "bn", "unused", "groups"])
 def test_vectorized_verification_equals_one_after_the_other(make_opt: Any, target: str, extra: str) -> None:
     """The same scores and errors either way, also with BatchNorm (each candidate's running
-    statistics are its own, and the validation pass in eval mode uses them) and with a layer
-    that the loss does not use."""
+    statistics are its own, and the validation pass in eval mode uses them), with a layer that
+    the loss does not use, and with two param groups (the biases at a third of the LR, without
+    weight decay, as a scale of the candidates' LR)."""
     val = [(x.double(), y) for x, y in _val()]
     train = [(a.double(), b) for a, b in _batches()]
 
@@ -539,13 +540,60 @@ def test_vectorized_verification_equals_one_after_the_other(make_opt: Any, targe
         ).double()
         if extra == "unused":
             model = _WithUnused(model)
-        return model, make_opt(model.parameters())
+        if extra != "groups":
+            return model, make_opt(model.parameters())
+        opt = make_opt([p for n, p in model.named_parameters() if n.endswith("weight")])
+        biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+        opt.add_param_group({"params": biases, "lr": opt.defaults["lr"] / 3, "weight_decay": 0.0})
+        return model, opt
 
     v = _verify_both_ways(
         build, train, F.cross_entropy, 0.01, target=target, steps=40, candidates=4, val_loader=val
     )
+    assert v[True].vectorized
     np.testing.assert_allclose(v[True].scores, v[False].scores, rtol=1e-6)
     np.testing.assert_allclose(v[True].errors, v[False].errors, rtol=1e-5, atol=1e-12)
+
+
+@pytest.mark.parametrize("buffered", [True, False])
+def test_each_param_group_takes_torchs_step_at_its_own_scale_bit_for_bit(buffered: bool) -> None:
+    """AdamW with a second group at half the LR, without weight decay and with other betas: each
+    candidate's slice of each group moves exactly as torch's own two-group optimizer moves a
+    lone copy."""
+    from lrkit.finder._stacked import StackedOptimizer
+
+    def make(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            [
+                {"params": params[:1]},
+                {"params": params[1:], "lr": lr / 2, "weight_decay": 0.0, "betas": (0.8, 0.9)},
+            ],
+            lr=lr,
+            weight_decay=0.1,
+            foreach=False,
+        )
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(4, 3), (3,)]
+    lrs, factors = [1e-3, 3e-3, 1e-2], [1.0, 0.37, 2.5, 1.0]
+    start = [torch.randn(s, generator=g) for s in shapes]
+    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in factors]
+    stacked = {f"p{i}": torch.stack([x.clone() for _ in lrs]) for i, x in enumerate(start)}
+    template = make([torch.zeros(1), torch.zeros(1)], 1.0)
+    opt = StackedOptimizer(template, stacked, lrs, groups=[0, 1], scales=[1.0, 0.5], buffered=buffered)
+    for step, factor in zip(grads, factors, strict=True):
+        opt.step([torch.stack([gr] * len(lrs)) for gr in step], factor)
+    for k, lr in enumerate(lrs):
+        own = [torch.nn.Parameter(x.clone()) for x in start]
+        ref = make(own, lr)
+        for step, factor in zip(grads, factors, strict=True):
+            for p, gr in zip(own, step, strict=True):
+                p.grad = gr.clone()
+            ref.param_groups[0]["lr"] = lr * factor
+            ref.param_groups[1]["lr"] = 0.5 * (lr * factor)
+            ref.step()
+        for p, x in zip(own, stacked.values(), strict=True):
+            assert torch.equal(p.detach(), x[k]), (k, (p.detach() - x[k]).abs().max())
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 along a new leading axis, losses by `torch.func.vmap`, gradients by one backward pass, and
 SGD/Adam updates written for the stack with one LR per candidate.
 
-Used when the model allows it: a single param group, an optimizer whose update is implemented
-here (SGD with momentum/Nesterov/weight decay, Adam, AdamW), no recurrent layers, plain
+Used when the model allows it: an optimizer whose update `_stacked` implements (SGD with
+momentum/Nesterov/weight decay, Adam, AdamW; any param groups), no recurrent layers, plain
 ``(inputs, target)`` batches, and no AMP (`supported` says whether a case qualifies), and every
 operation of the model's forward and backward pass has a batching rule: vmap's slow fallback (a
 loop over the candidates, slower than training them one after the other) is switched off, and a
@@ -26,8 +26,10 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
+from lrkit.adapters.torch import ScheduleLR
+from lrkit.finder._stacked import StackedOptimizer
 from lrkit.finder._sweep import Batches, LossFn, Replay, _to, batch_size, pieces
-from lrkit.schedules import Schedule
+from lrkit.schedules import Schedule, constant
 
 
 def supported(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
@@ -36,13 +38,11 @@ def supported(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str |
         return "recurrent layers have no vmap batching rule"
     if type(optimizer) not in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW):
         return f"{type(optimizer).__name__} is not vectorized (SGD, Adam and AdamW are)"
-    if len(optimizer.param_groups) != 1:
-        return "the optimizer has several param groups"
-    g = optimizer.param_groups[0]
-    if g.get("amsgrad") or g.get("maximize") or g.get("dampening", 0) or isinstance(g["lr"], torch.Tensor):
-        return "the optimizer uses options that are not vectorized (amsgrad, maximize, dampening, tensor LR)"
+    for g in optimizer.param_groups:
+        if any(g.get(k) for k in ("amsgrad", "maximize", "dampening")) or isinstance(g["lr"], torch.Tensor):
+            return "the optimizer uses options not vectorized (amsgrad, maximize, dampening, tensor LR)"
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
-    if {id(p) for p in g["params"]} != trainable:
+    if {id(p) for g in optimizer.param_groups for p in g["params"]} != trainable:
         return "the optimizer does not hold exactly the model's trainable parameters"
     return None
 
@@ -91,6 +91,17 @@ class _RngStates:
             torch.cuda.set_rng_state(self.cuda, self.device)
 
 
+def group_scales(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Each param group's LR scale, as `ScheduleLR` reads it when the candidates train one after
+    the other (a group's ``"lr_scale"``, else its LR over the optimizer's default LR). Reading
+    it writes the scales as the groups' LRs; the finder restores the optimizer afterwards."""
+    sched = ScheduleLR(optimizer, constant(1.0))
+    try:
+        return [float(s) for s in sched.state_dict()["scales"]]
+    finally:
+        sched.close()
+
+
 class Unbatchable(RuntimeError):
     """The candidates cannot train together: the model uses an operation that vmap cannot batch
     (without its slow fallback), or the stacked copies do not fit in memory."""
@@ -118,102 +129,6 @@ def _grads(losses: torch.Tensor, leaves: list[torch.Tensor]) -> tuple[torch.Tens
     """Every candidate's gradient: one backward pass of the sum of their losses (candidate k's
     loss depends only on its own slice). A parameter the loss does not use gets zeros."""
     return torch.autograd.grad(losses.sum(), leaves, allow_unused=True, materialize_grads=True)
-
-
-class _StackedOptimizer:
-    """SGD / Adam / AdamW updates on stacked parameters, candidate k at LR ``lrs[k] * factor``.
-
-    The formulas of torch's kernels, written with `torch._foreach_*` ops over all parameters at
-    once (one kernel call per operation, not one per operation and parameter). SGD broadcasts
-    each candidate's LR along the leading axis; Adam and AdamW take each candidate's slice of
-    the stacked tensors as a view with its own scalar step size, which rounds as torch's own
-    step does and needs no stacked temporary for the step.
-    """
-
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        params: dict[str, torch.Tensor],
-        lrs: list[float],
-        *,
-        buffered: bool | None = None,
-    ) -> None:
-        g = optimizer.param_groups[0]
-        decoupled = isinstance(optimizer, torch.optim.AdamW) or bool(g.get("decoupled_weight_decay"))
-        self.kind = "sgd" if isinstance(optimizer, torch.optim.SGD) else ("adamw" if decoupled else "adam")
-        self.g = g
-        self.params = list(params.values())
-        first = self.params[0]
-        self.lrs = torch.tensor(lrs, dtype=first.dtype, device=first.device)
-        self.shapes = [(-1,) + (1,) * (p.dim() - 1) for p in self.params]
-        self.buf: list[torch.Tensor] | None = None
-        self.m = [torch.zeros_like(p) for p in self.params] if self.kind != "sgd" else []
-        self.v = [torch.zeros_like(p) for p in self.params] if self.kind != "sgd" else []
-        self.t = 0
-        self._lr_list = [float(x) for x in lrs]
-        # candidate k's slice of every stacked tensor, parameter-major: (p0[0], p0[1], ..., p1[0], ...)
-        self._p_views = [view for x in self.params for view in x.unbind(0)]
-        self._m_views = [view for x in self.m for view in x.unbind(0)]
-        # Adam's denominator. On the CPU, one buffer rewritten in place every step with its views
-        # made once (the fastest for small models); elsewhere, a temporary of each step, so that
-        # memory holds no fifth stacked copy through the forward and backward passes (on a GPU,
-        # five candidates: 1.25 training states more at the peak with the buffer). `buffered`
-        # overrides the choice.
-        if buffered is None:
-            buffered = first.device.type == "cpu"
-        self._denom = [torch.empty_like(x) for x in self.v] if buffered and self.kind != "sgd" else []
-        self._denom_views = [view for x in self._denom for view in x.unbind(0)]
-
-    def _per_candidate(self, v: torch.Tensor) -> list[torch.Tensor]:
-        return [v.view(shape) for shape in self.shapes]
-
-    def _per_view(self, values: list[float]) -> list[float]:
-        """One scalar per candidate (in the order of `lrs`), for every parameter's views."""
-        return values * len(self.params)
-
-    @torch.no_grad()
-    def step(self, grads: tuple[torch.Tensor, ...], factor: float) -> None:
-        """One update from `grads` (in the order of the parameters given to the constructor),
-        at LR ``lrs * factor``."""
-        g, self.t = self.g, self.t + 1
-        wd = float(g.get("weight_decay", 0.0))
-        d: tuple[torch.Tensor, ...] | list[torch.Tensor] = grads
-        p = self.params
-        if self.kind == "sgd":
-            if wd:
-                d = torch._foreach_add(d, p, alpha=wd)
-            mom = float(g.get("momentum", 0.0))
-            if mom:
-                if self.buf is None:
-                    self.buf = [x.clone() for x in d]
-                else:
-                    torch._foreach_mul_(self.buf, mom)
-                    torch._foreach_add_(self.buf, d)
-                d = torch._foreach_add(d, self.buf, alpha=mom) if g.get("nesterov") else self.buf
-            torch._foreach_addcmul_(p, d, self._per_candidate(self.lrs), value=-factor)
-            return
-        b1, b2 = (float(b) for b in g["betas"])
-        eps = float(g["eps"])
-        lrs = [lr * factor for lr in self._lr_list]
-        if self.kind == "adamw" and wd:
-            torch._foreach_mul_(self._p_views, self._per_view([1.0 - lr * wd for lr in lrs]))
-        elif wd:
-            d = torch._foreach_add(d, p, alpha=wd)
-        torch._foreach_lerp_(self.m, d, 1.0 - b1)
-        torch._foreach_mul_(self.v, b2)
-        torch._foreach_addcmul_(self.v, d, d, value=1.0 - b2)
-        if self._denom:
-            denom, views = self._denom, self._denom_views
-            torch._foreach_copy_(denom, self.v)
-            torch._foreach_sqrt_(denom)
-        else:
-            denom = list(torch._foreach_sqrt(self.v))
-            views = [view for x in denom for view in x.unbind(0)]
-        torch._foreach_div_(denom, math.sqrt(1.0 - b2**self.t))
-        torch._foreach_add_(denom, eps)
-        bias1 = 1.0 - b1**self.t
-        steps = self._per_view([-lr / bias1 for lr in lrs])
-        torch._foreach_addcdiv_(self._p_views, self._m_views, views, steps)
 
 
 @_without_slow_fallback()
@@ -252,7 +167,9 @@ def verify_stacked(
         if p.requires_grad
     }
     factors = shape(np.arange(steps))
-    opt = _StackedOptimizer(optimizer, params, list(candidates))
+    group_of = {id(p): g for g, group in enumerate(optimizer.param_groups) for p in group["params"]}
+    groups = [group_of[id(p)] for _, p in model.named_parameters() if p.requires_grad]
+    opt = StackedOptimizer(optimizer, params, list(candidates), groups=groups, scales=group_scales(optimizer))
 
     def call(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: Any) -> Any:
         args = (x,) if isinstance(x, torch.Tensor) else tuple(x)
