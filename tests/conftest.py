@@ -47,18 +47,31 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def check_stacked_adam() -> Callable[..., None]:
     """A check that `StackedOptimizer`, given the same gradients, moves each candidate's slice
-    exactly as ``make_opt(params, lr)`` moves a lone copy at LR ``lr * factor``, step by step."""
+    exactly as ``make_opt(params, lr)`` moves a lone copy at LR ``lr * factor``, step by step.
+    With `scales` (one per param group of ``make_opt``'s optimizer, whose groups must hold the
+    parameters in order), group g steps at ``scales[g] * (lr * factor)``."""
     import torch
 
     from lrkit.finder._stacked import StackedOptimizer
 
-    def check(make_opt: Any, *, shapes: list[tuple[int, ...]], device: str = "cpu", buffered: bool) -> None:
+    def check(
+        make_opt: Any,
+        *,
+        shapes: list[tuple[int, ...]],
+        device: str = "cpu",
+        buffered: bool,
+        scales: list[float] | None = None,
+    ) -> None:
         g = torch.Generator().manual_seed(0)
         lrs, factors = [1e-3, 3e-3, 1e-2], [1.0, 0.37, 2.5, 1.0]
         start = [torch.randn(s, generator=g).to(device) for s in shapes]
         grads = [[torch.randn(s, generator=g).to(device) for s in shapes] for _ in factors]
         stacked = {f"p{i}": torch.stack([x.clone() for _ in lrs]) for i, x in enumerate(start)}
-        opt = StackedOptimizer(make_opt([torch.zeros(1)], 1.0), stacked, lrs, buffered=buffered)
+        template = make_opt([torch.zeros(1) for _ in shapes], 1.0)
+        scales = scales or [1.0]
+        group_of = {id(p): i for i, grp in enumerate(template.param_groups) for p in grp["params"]}
+        groups = [group_of[id(p)] for grp in template.param_groups for p in grp["params"]]
+        opt = StackedOptimizer(template, stacked, lrs, groups=groups, scales=scales, buffered=buffered)
         for step, factor in zip(grads, factors, strict=True):
             opt.step(tuple(torch.stack([gr] * len(lrs)) for gr in step), factor)
         for k, lr in enumerate(lrs):
@@ -67,7 +80,8 @@ def check_stacked_adam() -> Callable[..., None]:
             for step, factor in zip(grads, factors, strict=True):
                 for p, gr in zip(own, step, strict=True):
                     p.grad = gr.clone()
-                ref.param_groups[0]["lr"] = lr * factor
+                for grp, scale in zip(ref.param_groups, scales, strict=True):
+                    grp["lr"] = scale * (lr * factor)
                 ref.step()
             for p, x in zip(own, stacked.values(), strict=True):
                 assert torch.equal(p.detach(), x[k]), (k, (p.detach() - x[k]).abs().max().item())

@@ -556,11 +556,12 @@ def test_vectorized_verification_equals_one_after_the_other(make_opt: Any, targe
 
 
 @pytest.mark.parametrize("buffered", [True, False])
-def test_each_param_group_takes_torchs_step_at_its_own_scale_bit_for_bit(buffered: bool) -> None:
+def test_each_param_group_takes_torchs_step_at_its_own_scale_bit_for_bit(
+    buffered: bool, check_stacked_adam: Callable[..., None]
+) -> None:
     """AdamW with a second group at half the LR, without weight decay and with other betas: each
     candidate's slice of each group moves exactly as torch's own two-group optimizer moves a
     lone copy."""
-    from lrkit.finder._stacked import StackedOptimizer
 
     def make(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
@@ -573,27 +574,7 @@ def test_each_param_group_takes_torchs_step_at_its_own_scale_bit_for_bit(buffere
             foreach=False,
         )
 
-    g = torch.Generator().manual_seed(0)
-    shapes = [(4, 3), (3,)]
-    lrs, factors = [1e-3, 3e-3, 1e-2], [1.0, 0.37, 2.5, 1.0]
-    start = [torch.randn(s, generator=g) for s in shapes]
-    grads = [[torch.randn(s, generator=g) for s in shapes] for _ in factors]
-    stacked = {f"p{i}": torch.stack([x.clone() for _ in lrs]) for i, x in enumerate(start)}
-    template = make([torch.zeros(1), torch.zeros(1)], 1.0)
-    opt = StackedOptimizer(template, stacked, lrs, groups=[0, 1], scales=[1.0, 0.5], buffered=buffered)
-    for step, factor in zip(grads, factors, strict=True):
-        opt.step([torch.stack([gr] * len(lrs)) for gr in step], factor)
-    for k, lr in enumerate(lrs):
-        own = [torch.nn.Parameter(x.clone()) for x in start]
-        ref = make(own, lr)
-        for step, factor in zip(grads, factors, strict=True):
-            for p, gr in zip(own, step, strict=True):
-                p.grad = gr.clone()
-            ref.param_groups[0]["lr"] = lr * factor
-            ref.param_groups[1]["lr"] = 0.5 * (lr * factor)
-            ref.step()
-        for p, x in zip(own, stacked.values(), strict=True):
-            assert torch.equal(p.detach(), x[k]), (k, (p.detach() - x[k]).abs().max())
+    check_stacked_adam(make, shapes=[(4, 3), (3,)], buffered=buffered, scales=[1.0, 0.5])
 
 
 @pytest.mark.parametrize(
