@@ -410,6 +410,13 @@ def test_a_diverged_loss_does_not_leak_into_the_smoothed_curve() -> None:
         ({"accumulation": 0}, "`accumulation` must be an integer >= 1"),
         ({"seeds": 0}, "`seeds` must be an integer >= 1"),
         ({"snapshot": "gpu"}, "`snapshot` must be 'cpu' or 'disk'"),
+        (
+            {"clip_grad_norm": 0.0},
+            "`clip_grad_norm` must be a finite number > 0 or None, got clip_grad_norm=0.0",
+        ),
+        ({"clip_grad_norm": math.inf}, "`clip_grad_norm` must be a finite number > 0 or None"),
+        ({"clip_grad_norm": True}, "`clip_grad_norm` must be a finite number > 0 or None"),
+        ({"clip_grad_norm": "1"}, "`clip_grad_norm` must be a finite number > 0 or None"),
     ],
 )
 def test_bad_arguments(kwargs: dict, message: str) -> None:
@@ -845,3 +852,56 @@ def test_one_standard_error_rule_prefers_the_smaller_lr_on_a_tiny_validation_set
     scores, errors = paired_scores([small, steady])
     assert scores[0] - scores[1] == pytest.approx(0.0175) and errors[0] == pytest.approx(0.0, abs=1e-12)
     assert select([1e-3, 1e-2], scores, errors, 10, None)[0] == 1e-2
+
+
+def _large_gradients() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Least squares on inputs of scale 10: gradients large enough that clipping binds."""
+    g = torch.Generator().manual_seed(3)
+    x = 10 * torch.randn(512, 8, generator=g)
+    y = x @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(512, 1, generator=g)
+    return [(x[i : i + 32], y[i : i + 32]) for i in range(0, 512, 32)]
+
+
+def test_clipped_gradients_let_the_sweep_reach_larger_lrs_and_are_unscaled_first() -> None:
+    """Clipped as the training will be, the sweep no longer diverges where the raw gradients
+    would make it; with a GradScaler the gradients are unscaled before clipping, so the sweep is
+    the same as without one (the scale is a power of two: exact)."""
+    train = _large_gradients()
+
+    def run(clip: float | None, scaler: Any = None) -> FinderResult:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, 1)
+        return find_lr(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            F.mse_loss,
+            train,
+            clip_grad_norm=clip,
+            scaler=scaler,
+        )
+
+    raw, clipped = run(None), run(1.0)
+    assert raw.status == "diverged" and clipped.status != "diverged"
+    assert clipped.lrs[-1] > 100 * raw.lrs[-1] and clipped.suggestion > 10 * raw.suggestion
+    scaled = run(1.0, torch.amp.GradScaler("cpu", init_scale=2.0**10))
+    assert scaled.losses == clipped.losses and scaled.lrs == clipped.lrs
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), lambda p: torch.optim.AdamW(p, lr=1e-3)],
+)
+def test_clipped_candidates_score_the_same_together_and_one_after_the_other(make_opt: Any) -> None:
+    """Each stacked candidate is clipped on its own gradient's norm, as one trained alone is."""
+    train = [(x.double(), y.double()) for x, y in _large_gradients()]
+
+    def build() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
+        return model, make_opt(model.parameters())
+
+    kwargs = {"target": "constant", "steps": 40, "candidates": 4, "val_loader": train[:4]}
+    v = _verify_both_ways(build, train, F.mse_loss, 0.01, clip=0.5, **kwargs)
+    assert v[True].vectorized and not v[False].vectorized
+    np.testing.assert_allclose(v[True].scores, v[False].scores, rtol=1e-6)
+    unclipped = _verify_both_ways(build, train, F.mse_loss, 0.01, **kwargs)
+    assert not np.allclose(unclipped[True].scores, v[True].scores, rtol=1e-3)  # the clipping binds

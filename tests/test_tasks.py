@@ -422,6 +422,21 @@ def test_train_schedules() -> None:
         train(task, optimizer="lbfgs", lr=1e-3)
 
 
+def test_train_clips_gradients_when_asked() -> None:
+    """At an LR where plain momentum SGD diverges on the digits, gradients clipped to a norm of
+    1 keep it finite; a huge clip norm never binds and changes nothing."""
+    task = get("logreg-digits")
+    raw = train(task, optimizer="momentum", lr=1000.0, epochs=2)
+    clipped = train(task, optimizer="momentum", lr=1000.0, epochs=2, clip_grad_norm=1.0)
+    loose = train(task, optimizer="momentum", lr=0.05, epochs=1, clip_grad_norm=1e9)
+    assert raw.diverged and not clipped.diverged
+    assert loose.train_losses == train(task, optimizer="momentum", lr=0.05, epochs=1).train_losses
+    with pytest.raises(
+        ValueError, match="`clip_grad_norm` must be a finite number > 0 or None, got clip_grad_norm=0"
+    ):
+        train(task, optimizer="adam", lr=1e-3, clip_grad_norm=0)
+
+
 def test_onecycle_cycles_momentum_only_for_momentum_optimizers(monkeypatch: pytest.MonkeyPatch) -> None:
     task = get("logreg-digits")
     built: dict[str, torch.optim.Optimizer] = {}

@@ -153,6 +153,7 @@ def find_lr(
     scaler: Any = None,
     amp: bool | torch.dtype = False,
     scheduler: Any = None,
+    clip_grad_norm: float | None = None,
     seeds: int = 1,
     seed: int = 0,
     verify: bool | None = None,
@@ -198,6 +199,9 @@ def find_lr(
         scaler: a ``torch.amp.GradScaler``; steps it skips do not advance the sweep, and its
             scale is restored afterwards.
         amp: run the forward pass under ``torch.autocast`` (True, or a dtype).
+        clip_grad_norm: clip the gradients to this total norm before every optimizer step, as
+            ``torch.nn.utils.clip_grad_norm_`` does in your training (give the same value: with
+            clipping, larger LRs stay stable); the gradients are unscaled first with a `scaler`.
         seeds: repeat the sweep this many times (each from the same initial state, with the
             torch RNG seeded ``seed``, ``seed + 1``, ...); the suggestion is their geometric
             median and `spread` their range in decades.
@@ -239,6 +243,15 @@ def find_lr(
         raise ValueError(f"`snapshot` must be 'cpu' or 'disk', got snapshot={snapshot!r}")
     if not isinstance(vectorize, bool):
         raise ValueError(f"`vectorize` must be True or False, got vectorize={vectorize!r}")
+    if clip_grad_norm is not None and (
+        isinstance(clip_grad_norm, bool)
+        or not isinstance(clip_grad_norm, (int, float))
+        or not 0 < clip_grad_norm < math.inf
+    ):
+        raise ValueError(
+            f"`clip_grad_norm` must be a finite number > 0 or None, got clip_grad_norm={clip_grad_norm!r}"
+        )
+    clip = None if clip_grad_norm is None else float(clip_grad_norm)
     plain_batches = step_fn is None
     if step_fn is None:
         if loss_fn is None:
@@ -269,6 +282,7 @@ def find_lr(
                 amp=amp,
                 monitor=monitor,
                 on_step=_progress(on_step, k * steps, seeds * steps),
+                clip=clip,
             )
             traces.append(trace)
             picks, sm, status = _read(trace, target, smooth_width)
@@ -299,6 +313,7 @@ def find_lr(
                 loss_fn=loss_fn if plain_batches else None,
                 train_steps=train_steps,
                 vectorize=vectorize,
+                clip=clip,
             )
             result.suggestion = result.verification.chosen
     finally:
@@ -397,6 +412,7 @@ def _verify(
     loss_fn: LossFn | None = None,
     train_steps: int | None = None,
     vectorize: bool = True,
+    clip: float | None = None,
 ) -> Verification:
     """Train each candidate LR briefly from the snapshot and pick one (see `select`).
 
@@ -429,7 +445,7 @@ def _verify(
         torch.manual_seed(seed)
         try:
             samples, weights, per = verify_stacked(
-                model, optimizer, loss_fn, replay, lrs, shape, steps, val_loader
+                model, optimizer, loss_fn, replay, lrs, shape, steps, val_loader, clip
             )
         except Unbatchable:
             stacked = False
@@ -451,6 +467,7 @@ def _verify(
             accumulation=accumulation,
             scaler=scaler,
             amp=amp,
+            clip=clip,
         )
         total += trace.applied
         if val_loader is not None:

@@ -217,13 +217,17 @@ def run_steps(
     amp: bool | torch.dtype = False,
     monitor: DivergenceMonitor | None = None,
     on_step: Callable[[int], None] | None = None,
+    clip: float | None = None,
 ) -> Trace:
     """Train for `steps` applied optimizer steps under `schedule`, recording LR and loss.
 
     A step that the `GradScaler` skips is not recorded and is taken again at the same LR.
     Stops early when `monitor` says the loss diverged (or, without a monitor, at a non-finite
-    loss).
+    loss). With `clip`, the gradients of the optimizer's parameters are clipped to that total
+    norm before each step (unscaled first when there is a `scaler`), as
+    ``torch.nn.utils.clip_grad_norm_`` does.
     """
+    clipped = [p for g in optimizer.param_groups for p in g["params"]] if clip is not None else []
     model.train()
     sched = ScheduleLR(optimizer, schedule)
     ref_scale = sched.state_dict()["scales"][0] or 1.0
@@ -243,6 +247,10 @@ def run_steps(
                 total += float(loss.detach().float()) / accumulation
                 part = loss / accumulation if accumulation > 1 else loss
                 (scaler.scale(part) if scaler is not None else part).backward()
+            if clip is not None:
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(clipped, clip)
             if scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()

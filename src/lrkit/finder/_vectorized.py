@@ -131,6 +131,15 @@ def _grads(losses: torch.Tensor, leaves: list[torch.Tensor]) -> tuple[torch.Tens
     return torch.autograd.grad(losses.sum(), leaves, allow_unused=True, materialize_grads=True)
 
 
+def _clip(grads: tuple[torch.Tensor, ...], max_norm: float) -> tuple[torch.Tensor, ...]:
+    """Each candidate's gradient scaled to a total norm of at most `max_norm`, by
+    ``torch.nn.utils.clip_grad_norm_``'s formula: the factor ``max_norm / (norm + 1e-6)``, at most
+    1, where `norm` is the 2-norm over all of the candidate's parameters."""
+    norms = torch.stack([torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1) for g in grads])
+    factor = torch.clamp(max_norm / (torch.linalg.vector_norm(norms, dim=0) + 1e-6), max=1.0)
+    return tuple(g * factor.view((-1,) + (1,) * (g.dim() - 1)) for g in grads)
+
+
 @_without_slow_fallback()
 def verify_stacked(
     model: torch.nn.Module,
@@ -141,9 +150,11 @@ def verify_stacked(
     shape: Schedule,
     steps: int,
     val_loader: Iterable[Any] | None,
+    clip: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Train every candidate for `steps` steps at once; the LR of candidate k at step t is
-    ``candidates[k] * shape(t)``.
+    ``candidates[k] * shape(t)``; with `clip`, each candidate's gradient is clipped to that
+    total norm before its step (see `_clip`).
 
     Returns ``(samples, weights, steps)``: each candidate's losses on the same pieces, shape
     ``(candidates, pieces)`` (pieces of the validation batches, see `pieces`, or without
@@ -226,7 +237,7 @@ def verify_stacked(
             # candidate (every operation is per candidate), and is scored inf at the end. As in
             # `run_steps`, a loss past float32's range counts as diverged.
             alive &= torch.isfinite(losses.float())
-            opt.step(grads, float(factors[t]))
+            opt.step(grads if clip is None else _clip(grads, clip), float(factors[t]))
             if t >= steps - max(1, steps // 4):
                 tail.append(losses)
         if val_loader is not None:

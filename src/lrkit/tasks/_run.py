@@ -143,6 +143,7 @@ def train(
     epochs: int | None = None,
     seed: int = 0,
     model: torch.nn.Module | None = None,
+    clip_grad_norm: float | None = None,
 ) -> RunResult:
     """Train `task` once and score it on the validation and test splits.
 
@@ -158,6 +159,8 @@ def train(
         seed: seeds the model's initial weights, the batch order and ``torch.manual_seed``.
         model: train this module instead of a fresh ``task.model(seed)`` (it is modified in
             place and left in training mode).
+        clip_grad_norm: clip the gradients to this total norm before every step
+            (``torch.nn.utils.clip_grad_norm_``); None (the default) does not clip.
 
     The loss of every step is read before the update; the first non-finite one stops the run with
     ``diverged=True``. At the end the model is scored in eval mode under ``torch.no_grad()``.
@@ -179,6 +182,15 @@ def train(
         raise ValueError(f"train: `epochs` must be an int >= 1, got epochs={epochs!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"train: `seed` must be an int >= 0, got seed={seed!r}")
+    if clip_grad_norm is not None and (
+        isinstance(clip_grad_norm, bool)
+        or not isinstance(clip_grad_norm, (int, float))
+        or not 0 < clip_grad_norm < math.inf
+    ):
+        raise ValueError(
+            "train: `clip_grad_norm` must be a finite number > 0 or None, "
+            f"got clip_grad_norm={clip_grad_norm!r}"
+        )
     start = time.perf_counter()
     torch.manual_seed(seed)
     net = task.model(seed) if model is None else model
@@ -203,6 +215,8 @@ def train(
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)
             opt.step()
             sched.step()
         if diverged:
