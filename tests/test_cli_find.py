@@ -158,3 +158,21 @@ def test_find_with_amp_on_the_cpu(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     result = FinderResult.from_dict(json.loads((tmp_path / "lr_find.json").read_text()))
     assert 1e-5 < result.suggestion < 1.0
+
+
+def test_find_clips_gradients_as_the_training_does(tmp_path: Path) -> None:
+    """Clipped to 0.1, momentum SGD on the digits no longer diverges within the sweep, and the
+    suggestion moves up; a clip norm that is not > 0 is refused with the argument's name."""
+    results = []
+    for extra in ([], ["--clip-grad-norm", "0.1"]):
+        out = tmp_path / str(len(extra))
+        res = runner.invoke(
+            app, ["find", "--task", "mlp-digits", "--optimizer", "momentum", "-o", str(out), *extra]
+        )
+        assert res.exit_code == 0, res.output
+        results.append(FinderResult.from_dict(json.loads((out / "lr_find.json").read_text())))
+    raw, clipped = results
+    assert raw.status == "diverged" and clipped.status != "diverged"
+    assert clipped.suggestion > 3 * raw.suggestion
+    res = runner.invoke(app, ["find", "--task", "mlp-digits", "--clip-grad-norm", "0"])
+    assert res.exit_code == 2 and "`clip_grad_norm` must be a finite number > 0" in res.output

@@ -41,6 +41,10 @@ def find(
         ),
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the batch order.")] = 0,
+    clip_grad_norm: Annotated[
+        float | None,
+        typer.Option("--clip-grad-norm", help="Clip the gradients to this total norm, as the training does."),
+    ] = None,
     device: DeviceOption = "cpu",
     amp: AmpOption = False,
     output: Annotated[
@@ -96,6 +100,7 @@ def find(
                     seed=seed,
                     amp=amp,
                     scaler=torch.amp.GradScaler("cuda") if amp and dev.type == "cuda" else None,
+                    clip_grad_norm=clip_grad_norm,
                     verify=verify,
                     val_loader=the_task.loader(seed, split="val") if verify else None,
                     train_steps=the_task.epochs * the_task.steps_per_epoch() if verify else None,
