@@ -147,6 +147,28 @@ def test_train_with_amp_on_the_cpu(tmp_path: Path) -> None:
     assert h.status == "completed" and h.final_metric > 0.8
 
 
+def test_train_clips_gradients(tmp_path: Path) -> None:
+    """At LR 1000 momentum SGD on the digits diverges unless `--clip-grad-norm` clips it."""
+    statuses = []
+    for extra in ([], ["--clip-grad-norm", "1"]):
+        out = tmp_path / str(len(extra))
+        args = [
+            "train",
+            "--task",
+            "logreg-digits",
+            "--optimizer",
+            "momentum",
+            "--epochs",
+            "2",
+            "--lr",
+            "1000",
+        ]
+        res = runner.invoke(app, [*args, *extra, "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        statuses.append(History.from_dict(json.loads((out / "history.json").read_text())).status)
+    assert statuses == ["diverged", "completed"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -166,6 +188,7 @@ def test_train_with_amp_on_the_cpu(tmp_path: Path) -> None:
         (["train", "--task", TASK, "--device", "gpu0"], "--device must name a torch device"),
         (["train", "--task", TASK, "--device", "cuda:99"], "--device 'cuda:99' is not available here"),
         (["train", "--task", TASK, "--device", "meta"], "--device must hold real data"),
+        (["train", "--task", TASK, "--clip-grad-norm", "-1"], "`clip_grad_norm` must be a finite number > 0"),
         (["explain", "--task", "nope"], "unknown task"),
         (["explain", "--task", TASK, "--optimizer", "adamx"], "unknown optimizer 'adamx'"),
     ],

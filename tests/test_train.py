@@ -258,6 +258,17 @@ def test_a_divergent_lr_ends_as_diverged_without_crashing(tmp_path: Path) -> Non
             assert all(torch.isfinite(v).all() for v in ck["model"].values())
 
 
+def test_clipped_gradients_keep_a_large_lr_finite_also_under_amp() -> None:
+    """On the digits, momentum SGD at LR 1000 diverges; with its gradients clipped to a norm of 1
+    it stays finite, with and without AMP (bfloat16 on the CPU: the gradients need no unscaling
+    there, the CUDA path unscales before clipping)."""
+    task = get("logreg-digits")
+    assert fit(task, "momentum", epochs=2, lr=1000.0).status == "diverged"
+    for amp in (False, True):
+        h = fit(task, "momentum", epochs=2, lr=1000.0, clip_grad_norm=1.0, amp=amp)
+        assert h.status == "completed" and all(math.isfinite(x) for x in h.losses), amp
+
+
 def test_no_checkpoint_from_the_diverged_state(tmp_path: Path) -> None:
     task = get("mlp-diabetes")
     per_epoch = len(task.loader())
@@ -363,6 +374,7 @@ def test_ready_optimizer_amp_and_progress(capsys: pytest.CaptureFixture[str]) ->
         ({"schedule": "cosin(0.1)"}, ValueError, "unknown schedule 'cosin'"),
         ({"schedule": 3}, TypeError, "`schedule` must be"),
         ({"progress": "yes"}, ValueError, "`progress` must be True, False or None"),
+        ({"clip_grad_norm": 0}, ValueError, "`clip_grad_norm` must be a finite number > 0 or None, got clip"),
     ],
 )
 def test_fit_validates_its_arguments(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:

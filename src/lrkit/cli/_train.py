@@ -41,6 +41,10 @@ def train(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the model and the batch order.", min=0)] = 0,
     device: DeviceOption = "cpu",
     amp: AmpOption = False,
+    clip_grad_norm: Annotated[
+        float | None,
+        typer.Option("--clip-grad-norm", help="Clip the gradients to this total norm before every step."),
+    ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for history.json and curves.png.")
     ] = Path("lrkit-train"),
@@ -73,7 +77,10 @@ def train(
     if amp and dev.type not in ("cpu", "cuda"):
         fail(f"--amp supports the 'cpu' and 'cuda' devices, got --device {device!r}")
     try:
-        history = fit(the_task, optimizer, schedule.strip(), epochs, lr=lr, seed=seed, device=dev, amp=amp)
+        history = fit(
+            the_task, optimizer, schedule.strip(), epochs, lr=lr, seed=seed, device=dev, amp=amp,
+            clip_grad_norm=clip_grad_norm,
+        )  # fmt: skip
     except ValueError as e:
         fail(str(e))
 

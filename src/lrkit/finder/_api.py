@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrkit._checks import positive_or_none
 from lrkit.finder._choice import candidate_grid, paired_scores, select
 from lrkit.finder._result import FinderResult, Verification
 from lrkit.finder._rules import FLAT_DECADES, RULES, below_divergence, progress_interval, smooth
@@ -243,15 +244,7 @@ def find_lr(
         raise ValueError(f"`snapshot` must be 'cpu' or 'disk', got snapshot={snapshot!r}")
     if not isinstance(vectorize, bool):
         raise ValueError(f"`vectorize` must be True or False, got vectorize={vectorize!r}")
-    if clip_grad_norm is not None and (
-        isinstance(clip_grad_norm, bool)
-        or not isinstance(clip_grad_norm, (int, float))
-        or not 0 < clip_grad_norm < math.inf
-    ):
-        raise ValueError(
-            f"`clip_grad_norm` must be a finite number > 0 or None, got clip_grad_norm={clip_grad_norm!r}"
-        )
-    clip = None if clip_grad_norm is None else float(clip_grad_norm)
+    clip = positive_or_none(clip_grad_norm, "clip_grad_norm")
     plain_batches = step_fn is None
     if step_fn is None:
         if loss_fn is None:

@@ -127,5 +127,6 @@ def plot_training(result: CompareResult) -> Figure:
     seeds = max(len(r.histories) for r in result.runs)
     if seeds > 1:
         metric_ax.set_title(f"mean over {seeds} seeds; band: min to max", fontsize="small")
-    metric_ax.legend(fontsize="small", loc="best")
+    if metric_ax.get_legend_handles_labels()[0]:  # a run that diverged in its first epoch has no metric
+        metric_ax.legend(fontsize="small", loc="best")
     return fig

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lrkit._checks import positive_or_none
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import make
 from lrkit.schedules import Schedule, constant, onecycle, parse
@@ -182,15 +183,7 @@ def train(
         raise ValueError(f"train: `epochs` must be an int >= 1, got epochs={epochs!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"train: `seed` must be an int >= 0, got seed={seed!r}")
-    if clip_grad_norm is not None and (
-        isinstance(clip_grad_norm, bool)
-        or not isinstance(clip_grad_norm, (int, float))
-        or not 0 < clip_grad_norm < math.inf
-    ):
-        raise ValueError(
-            "train: `clip_grad_norm` must be a finite number > 0 or None, "
-            f"got clip_grad_norm={clip_grad_norm!r}"
-        )
+    clip_grad_norm = positive_or_none(clip_grad_norm, "clip_grad_norm", "train: ")
     start = time.perf_counter()
     torch.manual_seed(seed)
     net = task.model(seed) if model is None else model

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from lrkit._checks import positive_or_none
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import make
 from lrkit.schedules import Schedule, constant, cosine, multistep, onecycle, parse
@@ -188,6 +189,7 @@ def fit(
     resume: bool = False,
     device: str | torch.device = "cpu",
     amp: bool = False,
+    clip_grad_norm: float | None = None,
     progress: bool | None = None,
     on_epoch: Callable[[History], None] | None = None,
 ) -> History:
@@ -228,6 +230,9 @@ def fit(
         device: where the model and batches go (``"cpu"``, ``"cuda"``, ...).
         amp: mixed precision: autocast to bfloat16 on the CPU, to float16 with a `GradScaler` on
             CUDA (a step the scaler skips does not advance the schedule).
+        clip_grad_norm: clip the gradients to this total norm before every step
+            (``torch.nn.utils.clip_grad_norm_``, on unscaled gradients under AMP); None does not
+            clip. A resumed run should clip as the interrupted one did (it is not checked).
         progress: show a progress bar (loss, LR, ETA) on stderr; None: only on a terminal.
         on_epoch: called with the history after every epoch (and its checkpoint); an exception
             it raises stops the run and propagates.
@@ -251,6 +256,7 @@ def fit(
         task, optimizer, schedule, epochs, lr, seed, model, early_stopping, checkpoint_dir, resume, amp,
         progress, on_epoch,
     )  # fmt: skip
+    clip_grad_norm = positive_or_none(clip_grad_norm, "clip_grad_norm", "fit: ")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
@@ -333,10 +339,15 @@ def fit(
                     opt.zero_grad(set_to_none=True)
                     if scaler is not None:
                         scaler.scale(loss).backward()
+                        if clip_grad_norm is not None:
+                            scaler.unscale_(opt)
+                            torch.nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)
                         scaler.step(opt)
                         scaler.update()
                     else:
                         loss.backward()
+                        if clip_grad_norm is not None:
+                            torch.nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)
                         opt.step()
                     if callable(effective_lr):
                         history.lrs[-1] = float(effective_lr())
