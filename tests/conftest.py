@@ -45,7 +45,7 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def check_stacked_adam() -> Callable[..., None]:
+def check_stacked_step() -> Callable[..., None]:
     """A check that `StackedOptimizer`, given the same gradients, moves each candidate's slice
     exactly as ``make_opt(params, lr)`` moves a lone copy at LR ``lr * factor``, step by step.
     With `scales` (one per param group of ``make_opt``'s optimizer, whose groups must hold the

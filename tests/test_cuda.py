@@ -219,7 +219,7 @@ def test_candidates_trained_together_score_as_one_after_the_other(make_opt: Any)
 @pytest.mark.parametrize("buffered", [False, True])
 @pytest.mark.parametrize("kind", [torch.optim.Adam, torch.optim.AdamW])
 def test_the_stacked_adam_step_is_torchs_on_the_device_bit_for_bit(
-    kind: Any, buffered: bool, check_stacked_adam: Any
+    kind: Any, buffered: bool, check_stacked_step: Any
 ) -> None:
     """Given the same gradients, each candidate's slice of the stacked parameters takes exactly
     the step of torch's single-tensor optimizer on this device, with the denominator made each
@@ -230,7 +230,7 @@ def test_the_stacked_adam_step_is_torchs_on_the_device_bit_for_bit(
     def make(params: Any, lr: float) -> torch.optim.Optimizer:
         return kind(params, lr=lr, weight_decay=0.01, foreach=False)
 
-    check_stacked_adam(make, shapes=[(64, 32), (32,)], device=DEVICE, buffered=buffered)
+    check_stacked_step(make, shapes=[(64, 32), (32,)], device=DEVICE, buffered=buffered)
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.1])

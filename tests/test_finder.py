@@ -528,6 +528,8 @@ class _WithUnused(torch.nn.Module):
         lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=1e-3),
         lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=0.1, decoupled_weight_decay=True),
         lambda p: torch.optim.AdamW(p, lr=1e-3),
+        lambda p: torch.optim.RMSprop(p, lr=1e-3, momentum=0.9, centered=True, weight_decay=1e-3),
+        lambda p: torch.optim.Adagrad(p, lr=1e-2, lr_decay=1e-3),
     ],
 )
 @pytest.mark.parametrize("target", ["constant", "onecycle"])
@@ -564,7 +566,7 @@ def test_vectorized_verification_equals_one_after_the_other(make_opt: Any, targe
 
 @pytest.mark.parametrize("buffered", [True, False])
 def test_each_param_group_takes_torchs_step_at_its_own_scale_bit_for_bit(
-    buffered: bool, check_stacked_adam: Callable[..., None]
+    buffered: bool, check_stacked_step: Callable[..., None]
 ) -> None:
     """AdamW with a second group at half the LR, without weight decay and with other betas: each
     candidate's slice of each group moves exactly as torch's own two-group optimizer moves a
@@ -581,7 +583,7 @@ def test_each_param_group_takes_torchs_step_at_its_own_scale_bit_for_bit(
             foreach=False,
         )
 
-    check_stacked_adam(make, shapes=[(4, 3), (3,)], buffered=buffered, scales=[1.0, 0.5])
+    check_stacked_step(make, shapes=[(4, 3), (3,)], buffered=buffered, scales=[1.0, 0.5])
 
 
 @pytest.mark.parametrize(
@@ -590,17 +592,25 @@ def test_each_param_group_takes_torchs_step_at_its_own_scale_bit_for_bit(
         lambda p, lr: torch.optim.Adam(p, lr=lr, foreach=False),
         lambda p, lr: torch.optim.Adam(p, lr=lr, weight_decay=1e-2, foreach=False),
         lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.1, foreach=False),
+        lambda p, lr: torch.optim.RMSprop(p, lr=lr, foreach=False),
+        lambda p, lr: torch.optim.RMSprop(p, lr=lr, weight_decay=1e-2, centered=True, foreach=False),
+        lambda p, lr: torch.optim.RMSprop(p, lr=lr, momentum=0.9, alpha=0.9, foreach=False),
+        lambda p, lr: torch.optim.RMSprop(p, lr=lr, momentum=0.5, centered=True, foreach=False),
+        lambda p, lr: torch.optim.Adagrad(p, lr=lr, foreach=False),
+        lambda p, lr: torch.optim.Adagrad(
+            p, lr=lr, lr_decay=0.1, weight_decay=1e-2, initial_accumulator_value=0.5, foreach=False
+        ),
     ],
 )
 @pytest.mark.parametrize("buffered", [True, False])
-def test_the_stacked_adam_step_is_torchs_bit_for_bit(
-    make_opt: Any, buffered: bool, check_stacked_adam: Callable[..., None]
+def test_the_stacked_step_is_torchs_bit_for_bit(
+    make_opt: Any, buffered: bool, check_stacked_step: Callable[..., None]
 ) -> None:
-    """Given the same gradients, each candidate's slice takes exactly torch's step (Adam's
-    arithmetic per candidate, not a broadcast approximation of it), at LR ``lr * factor``, with
-    the denominator in a buffer kept across steps (the CPU's choice) or made each step (the
-    accelerators')."""
-    check_stacked_adam(make_opt, shapes=[(4, 3), (3,)], buffered=buffered)
+    """Given the same gradients, each candidate's slice takes exactly the step of torch's Adam,
+    AdamW, RMSprop or Adagrad (their arithmetic per candidate, not a broadcast approximation of
+    it), at LR ``lr * factor``, with the square roots in a buffer kept across steps (the CPU's
+    choice) or made each step (the accelerators')."""
+    check_stacked_step(make_opt, shapes=[(4, 3), (3,)], buffered=buffered)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])

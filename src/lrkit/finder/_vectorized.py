@@ -1,9 +1,9 @@
 """Verification of several candidate LRs at once: one model, its parameters and buffers stacked
 along a new leading axis, losses by `torch.func.vmap`, gradients by one backward pass, and
-SGD/Adam updates written for the stack with one LR per candidate.
+optimizer updates written for the stack with one LR per candidate (`_stacked`).
 
-Used when the model allows it: an optimizer whose update `_stacked` implements (SGD with
-momentum/Nesterov/weight decay, Adam, AdamW; any param groups), no recurrent layers, plain
+Used when the model allows it: an optimizer whose update `_stacked` implements (SGD, Adam,
+AdamW, RMSprop, Adagrad; any param groups), no recurrent layers, plain
 ``(inputs, target)`` batches, and no AMP (`supported` says whether a case qualifies), and every
 operation of the model's forward and backward pass has a batching rule: vmap's slow fallback (a
 loop over the candidates, slower than training them one after the other) is switched off, and a
@@ -27,7 +27,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from lrkit.adapters.torch import ScheduleLR
-from lrkit.finder._stacked import StackedOptimizer
+from lrkit.finder._stacked import STACKED, StackedOptimizer
 from lrkit.finder._sweep import Batches, LossFn, Replay, _to, batch_size, pieces
 from lrkit.schedules import Schedule, constant
 
@@ -36,11 +36,12 @@ def supported(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str |
     """None when the vectorized path applies, else the reason it does not."""
     if any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
         return "recurrent layers have no vmap batching rule"
-    if type(optimizer) not in (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW):
-        return f"{type(optimizer).__name__} is not vectorized (SGD, Adam and AdamW are)"
+    if type(optimizer) not in STACKED:
+        return f"{type(optimizer).__name__} is not vectorized ({', '.join(c.__name__ for c in STACKED)} are)"
     for g in optimizer.param_groups:
-        if any(g.get(k) for k in ("amsgrad", "maximize", "dampening")) or isinstance(g["lr"], torch.Tensor):
-            return "the optimizer uses options not vectorized (amsgrad, maximize, dampening, tensor LR)"
+        options = ("amsgrad", "maximize", "dampening", "differentiable")
+        if any(g.get(k) for k in options) or isinstance(g["lr"], torch.Tensor):
+            return f"the optimizer uses options not vectorized ({', '.join(options)}, a tensor LR)"
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     if {id(p) for g in optimizer.param_groups for p in g["params"]} != trainable:
         return "the optimizer does not hold exactly the model's trainable parameters"
