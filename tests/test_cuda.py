@@ -217,12 +217,14 @@ def test_candidates_trained_together_score_as_one_after_the_other(make_opt: Any)
 
 
 @pytest.mark.parametrize("buffered", [False, True])
-@pytest.mark.parametrize("kind", [torch.optim.Adam, torch.optim.AdamW])
-def test_the_stacked_adam_step_is_torchs_on_the_device_bit_for_bit(
+@pytest.mark.parametrize(
+    "kind", [torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad]
+)
+def test_the_stacked_step_is_torchs_on_the_device_bit_for_bit(
     kind: Any, buffered: bool, check_stacked_step: Any
 ) -> None:
     """Given the same gradients, each candidate's slice of the stacked parameters takes exactly
-    the step of torch's single-tensor optimizer on this device, with the denominator made each
+    the step of torch's single-tensor optimizer on this device, with the square roots made each
     step (the accelerators' choice) or kept in a buffer (the CPU's). (torch's own multi-tensor
     and fused Adam differ from its single-tensor one, and from each other, in the last bit on
     CUDA: measured on an H200.)"""
