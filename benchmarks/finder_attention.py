@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import warnings
 
 import torch
 import torch.nn.functional as F
+from finder_cuda import _measure  # seconds and peak device memory of one call
 from torch import nn
 
 from lrkit import find_lr
@@ -76,18 +76,9 @@ def _run(dropout: float, vectorize: bool, groups: bool) -> tuple[float, float, b
     model = Encoder(dropout).to(DEVICE)
     opt = _optimizer(model, groups)
     state = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
-    cuda = DEVICE.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    t0 = time.perf_counter()
     kwargs = {"val_loader": val, "train_steps": 600, "vectorize": vectorize, "steps": 60}
-    r = find_lr(model, opt, F.cross_entropy, train, **kwargs)
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**30 if cuda else 0.0
+    seconds, extra, r = _measure(lambda: find_lr(model, opt, F.cross_entropy, train, **kwargs), DEVICE)
+    peak = extra / 2**30
     v = r.verification
     assert v is not None  # verification runs: `val_loader` is given
     return seconds, v.seconds, v.vectorized, peak, state / 2**30, r.suggestion
