@@ -17,7 +17,8 @@ one-cycle):
 Reported per rule: mean and worst regret (accuracy points; relative validation MSE in % for the
 regression task), catastrophic picks (diverged, or a metric closer to a trivial predictor than to
 the oracle), the spread of the suggestion over finder seeds (decades of LR), and cost (optimizer
-steps of the sweep, and the finder's seconds as a fraction of one training run).
+steps of the sweep, and the finder's seconds as a fraction of one training run). Also, per
+optimizer, how the interval of useful LRs read from each sweep sits against the oracle's best LRs.
 
 Usage::
 
@@ -432,6 +433,8 @@ def render(
     ]
     tail = [
         "",
+        *_interval_table(cache, tasks, seeds, get),
+        "",
         f"Oracle (best mean over {len(ORACLE_SEEDS)} seeds of the {len(GRID)}-point grid; and the best "
         f"grid LR of each seed's runs alone (the smallest of equal ones), seeds "
         f"{', '.join(map(str, ORACLE_SEEDS))}, which differ "
@@ -443,6 +446,52 @@ def render(
         *per_config,
     ]
     return "\n".join(head + lines + tail) + "\n"
+
+
+def _interval_table(
+    cache: dict[str, Any], tasks: list[str], seeds: tuple[int, ...], get: Callable[[str], Any]
+) -> list[str]:
+    """How the sweep's interval of useful LRs (`FinderResult.interval`, read again from each
+    cached sweep) sits against the oracle's best LRs, per optimizer."""
+    from lrkit.finder import progress_interval, smooth
+
+    lines = [
+        "Interval of useful LRs (`FinderResult.interval`, read from each seed's sweep): its width, "
+        "how far its lower end moves across the finder seeds, and how often it contains the "
+        "oracle's best constant LR and best one-cycle peak.",
+        "",
+        "| optimizer | width (decades, mean / max) | lower end's seed spread (decades, mean / max) "
+        "| contains best constant LR | contains best one-cycle peak |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for o in OPTIMIZERS:
+        width: list[float] = []
+        spread: list[float] = []
+        hits = {tg: 0 for tg in TARGETS}
+        n = 0
+        for t in tasks:
+            higher = get(t).mode == "max"
+            best = {tg: _oracle(cache, t, o, tg, higher)[1] for tg in TARGETS}
+            lows = []
+            for s in seeds:
+                res = cache[_key(("lrkit", t, o, s, None))]
+                if "error" in res:
+                    continue
+                lo, hi = progress_interval(np.asarray(res["lrs"]), smooth(res["losses"]))
+                n += 1
+                if not (math.isfinite(lo) and math.isfinite(hi)):
+                    continue
+                lows.append(lo)
+                width.append(math.log10(hi / lo))
+                for tg in TARGETS:
+                    hits[tg] += lo <= best[tg] <= hi
+            if len(lows) > 1:
+                spread.append(math.log10(max(lows) / min(lows)))
+        lines.append(
+            f"| {o} | {np.mean(width):.2f} / {np.max(width):.2f} | {np.mean(spread):.2f} / "
+            f"{np.max(spread):.2f} | {hits['constant']}/{n} | {hits['onecycle']}/{n} |"
+        )
+    return lines
 
 
 def _trivial(task: Any) -> float:

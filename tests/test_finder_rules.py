@@ -107,6 +107,19 @@ def test_fell_and_the_interval_agree() -> None:
     assert all(math.isnan(v) for v in progress_interval(LRS, flat))
 
 
+def test_the_interval_starts_where_the_descent_begins_not_on_a_bumpy_plateau() -> None:
+    # A long plateau with a bump near its start (a fifth of the drop: early noise that the
+    # smoothing kept) before the same descent as CURVE: the loss starts to fall near 1e-4.
+    bumpy = CURVE + 0.3 * np.exp(-(((X + 5.6) / 0.3) ** 2))
+    lo, hi = progress_interval(LRS, smooth(bumpy))
+    assert hi == LRS[int(np.argmin(smooth(bumpy)))]
+    assert 5e-5 < lo < 1e-3  # the onset: the logistic falls at a twentieth of its steepest rate
+    assert progress_interval(LRS, SMOOTH)[0] == pytest.approx(lo, rel=0.25)  # as without the bump
+    # the interval moves with the LR axis, like every rule
+    lo10, hi10 = progress_interval(LRS * 10, smooth(bumpy))
+    assert (lo10, hi10) == pytest.approx((10 * lo, 10 * hi))
+
+
 def test_unknown_rule_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"'stepest'.*steepest, valley"):
         rule("stepest")

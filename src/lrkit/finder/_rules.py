@@ -175,17 +175,40 @@ def slide(lrs: FloatArray, losses: FloatArray) -> float:
     return float(x[i])
 
 
+#: The interval of useful LRs starts where the descent to the minimum falls at this fraction of
+#: its steepest rate (against log LR).
+ONSET = 0.05
+
+
 def progress_interval(lrs: FloatArray, losses: FloatArray) -> tuple[float, float]:
-    """The interval of useful LRs: from where the loss has made 10% of its total drop to the
-    lowest point of the curve (NaNs when the loss never falls)."""
+    """The interval of useful LRs: from where the descent to the lowest point begins to that
+    lowest point (NaNs when the loss never falls).
+
+    The descent begins where the smoothed loss, read against log LR, still falls at `ONSET` (a
+    twentieth) of its steepest rate before the minimum, walking back from the steepest point:
+    Smith's lower bound for a cyclical LR, the LR at which the loss starts to fall. A bound read
+    from the loss levels instead (where the loss has made 10% of its drop from the highest point
+    before the minimum) lands anywhere on a long, noisy plateau before the descent, as far as the
+    start of the sweep; on lrkit's finder benchmark it moved about twice as far across seeds
+    (``benchmarks/RESULTS.md``). The best LR of a full training run can still lie below the
+    interval, where a long run at a small LR makes progress the sweep cannot see.
+
+    >>> x = np.logspace(-6, 0, 61)
+    >>> y = 1.0 - 0.5 * np.tanh(2.0 * (np.log10(x) + 3.0)) + np.where(x > 0.1, 5 * np.log10(10 * x), 0)
+    >>> lo, hi = progress_interval(x, y)
+    >>> f"{lo:.1e} .. {hi:.1e}"
+    '1.0e-04 .. 1.0e-01'
+    """
     x, y = _valid(lrs, losses)
     if x.size < 5 or not _falls(y):
         return (math.nan, math.nan)
-    i_min, i_top, drop = _drop(y)
-    top = float(y[i_top])
-    below = np.flatnonzero(y[i_top : i_min + 1] <= top - 0.1 * drop)
-    lo = float(x[i_top + int(below[0])]) if below.size else float(x[i_min])
-    return (lo, float(x[i_min]))
+    i_min = int(np.argmin(y))
+    g = _slopes(x[: i_min + 1], y[: i_min + 1])
+    i = int(np.argmin(g))
+    threshold = ONSET * float(g[i])
+    while i > 0 and g[i - 1] <= threshold:
+        i -= 1
+    return (float(x[i]), float(x[i_min]))
 
 
 def _geometric_mean(*values: float) -> float:
