@@ -108,7 +108,9 @@ def find(
                 )
         except ValueError as e:
             fail(str(e))
-    table = Table(title=f"LR range test: {the_task.name}, {optimizer}, for a {schedule} schedule")
+    # a heading of its own: a table's title wraps to the width of its two narrow columns
+    console.print(f"[bold]LR range test[/bold]: {the_task.name}, {optimizer}, for a {schedule} schedule")
+    table = Table()
     table.add_column("rule")
     table.add_column("suggested LR", justify="right")
     for rule_name, value in result.suggestions.items():
