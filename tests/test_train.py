@@ -151,6 +151,14 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path) -> None:
         fit(task, "sgd", epochs=2, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(CheckpointError, match="cannot resume"):  # another schedule
         fit(task, "adam", "cosine(1e-3, steps=8)", epochs=2, checkpoint_dir=tmp_path, resume=True)
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(CheckpointError, match=r"clip_grad_norm=None, this run has clip_grad_norm=1\.0"):
+        fit(task, "adam", epochs=2, checkpoint_dir=tmp_path, resume=True, clip_grad_norm=1.0)
+    fit(task, "adam", epochs=1, checkpoint_dir=tmp_path / "c", clip_grad_norm=0.5)
+    with pytest.raises(CheckpointError, match=r"clip_grad_norm=0\.5, this run has clip_grad_norm=None"):
+        fit(task, "adam", epochs=2, checkpoint_dir=tmp_path / "c", resume=True)
+    assert fit(task, "adam", epochs=2, checkpoint_dir=tmp_path / "c", resume=True, clip_grad_norm=0.5).epochs
+    assert (tmp_path / "last.pt").read_bytes() == before  # the refused resumes wrote nothing
     fit(task, "adam", epochs=3, checkpoint_dir=tmp_path / "y")
     with pytest.raises(ValueError, match="has 3 epochs done, more than epochs=2"):
         fit(task, "adam", epochs=2, checkpoint_dir=tmp_path / "y", resume=True)

@@ -232,7 +232,7 @@ def fit(
             CUDA (a step the scaler skips does not advance the schedule).
         clip_grad_norm: clip the gradients to this total norm before every step
             (``torch.nn.utils.clip_grad_norm_``, on unscaled gradients under AMP); None does not
-            clip. A resumed run should clip as the interrupted one did (it is not checked).
+            clip. A resumed run must clip as the interrupted one did (checked).
         progress: show a progress bar (loss, LR, ETA) on stderr; None: only on a terminal.
         on_epoch: called with the history after every epoch (and its checkpoint); an exception
             it raises stops the run and propagates.
@@ -302,7 +302,7 @@ def fit(
 
     try:
         if resume and folder is not None and (folder / "last.pt").exists():
-            ck = _resume(folder / "last.pt", history, net, opt, scheduler, es, scaler, epochs)
+            ck = _resume(folder / "last.pt", history, net, opt, scheduler, es, scaler, epochs, clip_grad_norm)
             history = History.from_dict(ck["history"])
             best_state = ck.get("best_model")
             first_epoch = int(ck["epoch"])
@@ -388,6 +388,7 @@ def fit(
                         "early_stopping": None if es is None else es.state_dict(),
                         "best_model": best_state if es is not None and es.restore_best else None,
                         "scaler": None if scaler is None else scaler.state_dict(),
+                        "clip_grad_norm": clip_grad_norm,
                         "rng": rng_state(),
                     }
                     save_checkpoint(folder / "last.pt", payload)
@@ -422,6 +423,7 @@ def _resume(
     es: EarlyStopping | None,
     scaler: torch.amp.GradScaler | None,
     epochs: int,
+    clip_grad_norm: float | None,
 ) -> dict[str, Any]:
     """Load `path` into the run's objects after checking that it belongs to this run."""
     ck = load_checkpoint(path)
@@ -440,6 +442,12 @@ def _resume(
         raise CheckpointError(
             f"{path}: the checkpoint was written "
             f"{'with' if es is None else 'without'} early stopping; resume with the same setting"
+        )
+    # checkpoints written before fit could clip do not say; they are not checked
+    if "clip_grad_norm" in ck and ck["clip_grad_norm"] != clip_grad_norm:
+        raise CheckpointError(
+            f"{path}: the checkpoint was written by a run with clip_grad_norm={ck['clip_grad_norm']!r}, "
+            f"this run has clip_grad_norm={clip_grad_norm!r}; resume with the same setting"
         )
     try:
         net.load_state_dict(ck["model"])
