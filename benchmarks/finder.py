@@ -190,7 +190,7 @@ def _run(job: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 
 #: Bump when lrkit's finder changes: its jobs then run again (training runs stay cached).
-FINDER_VERSION = 21
+FINDER_VERSION = 22
 #: Bump when the anchor wrappers (`_anchors.py`) change; independent of lrkit's finder, so that a
 #: change to lrkit does not rerun torch-lr-finder and fastai.
 ANCHOR_VERSION = 5

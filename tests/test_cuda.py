@@ -218,7 +218,7 @@ def test_candidates_trained_together_score_as_one_after_the_other(make_opt: Any)
 
 @pytest.mark.parametrize("buffered", [False, True])
 @pytest.mark.parametrize(
-    "kind", [torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad]
+    "kind", [torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad]
 )
 def test_the_stacked_step_is_torchs_on_the_device_bit_for_bit(
     kind: Any, buffered: bool, check_stacked_step: Any
@@ -230,7 +230,8 @@ def test_the_stacked_step_is_torchs_on_the_device_bit_for_bit(
     CUDA: measured on an H200.)"""
 
     def make(params: Any, lr: float) -> torch.optim.Optimizer:
-        return kind(params, lr=lr, weight_decay=0.01, foreach=False)
+        extra = {"momentum": 0.9} if kind is torch.optim.SGD else {}
+        return kind(params, lr=lr, weight_decay=0.01, foreach=False, **extra)
 
     check_stacked_step(make, shapes=[(64, 32), (32,)], device=DEVICE, buffered=buffered)
 

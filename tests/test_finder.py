@@ -589,6 +589,9 @@ def test_each_param_group_takes_torchs_step_at_its_own_scale_bit_for_bit(
 @pytest.mark.parametrize(
     "make_opt",
     [
+        lambda p, lr: torch.optim.SGD(p, lr=lr, foreach=False),
+        lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=1e-2, foreach=False),
+        lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True, foreach=False),
         lambda p, lr: torch.optim.Adam(p, lr=lr, foreach=False),
         lambda p, lr: torch.optim.Adam(p, lr=lr, weight_decay=1e-2, foreach=False),
         lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.1, foreach=False),
@@ -606,10 +609,10 @@ def test_each_param_group_takes_torchs_step_at_its_own_scale_bit_for_bit(
 def test_the_stacked_step_is_torchs_bit_for_bit(
     make_opt: Any, buffered: bool, check_stacked_step: Callable[..., None]
 ) -> None:
-    """Given the same gradients, each candidate's slice takes exactly the step of torch's Adam,
-    AdamW, RMSprop or Adagrad (their arithmetic per candidate, not a broadcast approximation of
-    it), at LR ``lr * factor``, with the square roots in a buffer kept across steps (the CPU's
-    choice) or made each step (the accelerators')."""
+    """Given the same gradients, each candidate's slice takes exactly the step of torch's SGD
+    (plain, heavy ball, Nesterov), Adam, AdamW, RMSprop or Adagrad (their arithmetic per
+    candidate, not a broadcast approximation of it), at LR ``lr * factor``, with the square roots
+    in a buffer kept across steps (the CPU's choice) or made each step (the accelerators')."""
     check_stacked_step(make_opt, shapes=[(4, 3), (3,)], buffered=buffered)
 
 

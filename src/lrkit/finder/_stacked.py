@@ -78,28 +78,35 @@ class _Group:
 
 
 class _Sgd(_Group):
-    """torch's SGD: momentum (heavy ball, or Nesterov), L2 weight decay; each candidate's LR
-    broadcast along the leading axis (the same formula, not the same rounding as torch)."""
+    """torch's SGD (momentum, heavy ball or Nesterov; L2 weight decay), bit for bit its
+    single-tensor step."""
 
     def __init__(self, group: dict[str, Any], *args: Any) -> None:
         super().__init__(group, *args)
         self.momentum = float(group.get("momentum", 0.0))
         self.nesterov = bool(group.get("nesterov", False))
-        self.buf: list[torch.Tensor] | None = None
-        first = self.params[0]
-        lrs = torch.tensor(self.lrs, dtype=first.dtype, device=first.device)
-        self.per_candidate = [lrs.view((-1,) + (1,) * (p.dim() - 1)) for p in self.params]
+        self.buf: list[torch.Tensor] = []
+        self.buf_views: list[torch.Tensor] = []
 
     def step(self, grads: list[torch.Tensor], factor: float, t: int) -> None:
         d = self.with_decay(grads)
+        d_views: list[torch.Tensor] | None = None
         if self.momentum:
-            if self.buf is None:
+            if not self.buf:
                 self.buf = [x.clone() for x in d]
+                self.buf_views = self.views(self.buf)
             else:
                 torch._foreach_mul_(self.buf, self.momentum)
                 torch._foreach_add_(self.buf, d)
-            d = list(torch._foreach_add(d, self.buf, alpha=self.momentum)) if self.nesterov else self.buf
-        torch._foreach_addcmul_(self.params, d, self.per_candidate, value=-(self.scale * factor))
+            if self.nesterov:
+                d = list(torch._foreach_add(d, self.buf, alpha=self.momentum))
+            else:
+                d_views = self.buf_views
+        if d_views is None:
+            d_views = self.views(d)
+        k = len(self.lrs)
+        for c, lr in enumerate(self.group_lrs(factor)):  # param.add_(d, alpha=-lr), per candidate
+            torch._foreach_add_(self.p_views[c::k], d_views[c::k], alpha=-lr)
 
 
 class _Adam(_Group):
@@ -207,9 +214,9 @@ class StackedOptimizer:
 
     The formulas of torch's kernels, written with `torch._foreach_*` ops over each group's
     parameters at once (one kernel call per operation and group, not per operation and
-    parameter). SGD broadcasts each candidate's LR along the leading axis; the others take each
-    candidate's slice of the stacked tensors as a view with its own scalar step size, which
-    rounds as torch's own single-tensor step does and needs no stacked temporary for the step.
+    parameter). Each candidate's slice of the stacked tensors is a view that takes its own scalar
+    step size, which rounds as torch's own single-tensor step does and needs no stacked temporary
+    for the step.
 
     Args:
         optimizer: the optimizer whose param groups give the hyperparameters (not stepped).
