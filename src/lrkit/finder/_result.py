@@ -47,7 +47,8 @@ class FinderResult:
         smoothed: the loss smoothed without lag (what the rules read).
         suggestion: lrkit's recommended LR for `target` (NaN when the curve shows nothing).
         suggestions: every rule's pick, by rule name.
-        interval: (low, high) LRs over which the loss falls usefully.
+        interval: (low, high) LRs of the descent: from where the smoothed loss starts to fall
+            to its lowest point (`progress_interval`).
         target: the schedule the suggestion is for: "constant" or "onecycle" (a peak).
         status: "ok", "diverged" (stopped early when the loss blew up: normal), "nan-at-start"
             (the loss was not finite from the first step), or "flat" (the loss never fell: the
