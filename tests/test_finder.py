@@ -444,7 +444,29 @@ def test_bad_inputs_name_the_problem() -> None:
         find_lr(model, opt, F.cross_entropy, [torch.randn(4, 8)])
     with pytest.raises(ValueError, match="give `loss_fn`"):
         find_lr(model, opt, None, _batches())
+    # a generator runs out and cannot start a new epoch: said so, not "yielded no batches"
+    few = iter(_batches()[:3])
+    with pytest.raises(ValueError, match="`train_loader` ran out after 3 batches and cannot start again"):
+        find_lr(model, opt, F.cross_entropy, few)
+    with pytest.raises(ValueError, match=r"`val_loader` must be a loader that can be iterated anew.*list_it"):
+        find_lr(model, opt, F.cross_entropy, _batches(), val_loader=iter(_val()))
     assert _same(model.state_dict(), _model().state_dict())  # nothing changed by the failures
+
+
+def test_a_generator_with_enough_batches_is_a_train_loader() -> None:
+    batches = _batches() * 4  # 64: the sweep takes 40, verification 10 (its candidates replay them)
+    model = _model()
+    r = find_lr(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        F.cross_entropy,
+        (b for b in batches),
+        steps=40,
+        val_loader=_val(),
+        verify_steps=10,
+        candidates=5,
+    )
+    assert r.verification is not None and math.isfinite(r.suggestion)
 
 
 @pytest.mark.parametrize("name", ["dog", "ldog", "prodigy"])

@@ -245,6 +245,12 @@ def find_lr(
     if not isinstance(vectorize, bool):
         raise ValueError(f"`vectorize` must be True or False, got vectorize={vectorize!r}")
     clip = positive_or_none(clip_grad_norm, "clip_grad_norm")
+    if val_loader is not None and iter(val_loader) is val_loader:
+        raise ValueError(
+            f"`val_loader` must be a loader that can be iterated anew (a DataLoader, a list of "
+            f"batches), got an iterator ({type(val_loader).__name__}): every verified candidate is "
+            "scored on a full pass over it, and an iterator is spent after the first"
+        )
     plain_batches = step_fn is None
     if step_fn is None:
         if loss_fn is None:

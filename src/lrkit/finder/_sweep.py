@@ -27,18 +27,31 @@ class Batches:
         self.loader = loader
         self.name = name
         self._it: Iterator[Any] | None = None
+        self.taken = 0
 
     def next(self) -> Any:
         if self._it is not None:
             try:
-                return next(self._it)
+                batch = next(self._it)
             except StopIteration:
                 pass
-        self._it = iter(self.loader)
+            else:
+                self.taken += 1
+                return batch
+        it = iter(self.loader)
+        if it is self._it:  # an iterator (a generator, say) cannot start a new epoch
+            raise ValueError(
+                f"`{self.name}` ran out after {self.taken} batches and cannot start again: it is an "
+                "iterator, not a loader that can be iterated anew (a DataLoader, a list of batches); "
+                "pass one of those"
+            )
+        self._it = it
         try:
-            return next(self._it)
+            batch = next(self._it)
         except StopIteration:
             raise ValueError(f"`{self.name}` yielded no batches; give it at least one batch") from None
+        self.taken += 1
+        return batch
 
 
 def _nbytes(obj: Any) -> int:
