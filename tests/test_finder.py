@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -451,6 +452,27 @@ def test_bad_inputs_name_the_problem() -> None:
     with pytest.raises(ValueError, match=r"`val_loader` must be a loader that can be iterated anew.*list_it"):
         find_lr(model, opt, F.cross_entropy, _batches(), val_loader=iter(_val()))
     assert _same(model.state_dict(), _model().state_dict())  # nothing changed by the failures
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_called_under_no_grad_or_inference_mode_the_test_still_trains(context: Any) -> None:
+    """As from a validation hook (model and batches made outside inference mode): the same
+    result as outside, and everything restored afterwards."""
+
+    def run(ctx: Any) -> Any:
+        model = _model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        train, val = _batches(), _val()
+        with ctx():
+            r = find_lr(model, opt, F.cross_entropy, train, steps=40, val_loader=val, verify_steps=10)
+            assert torch.is_grad_enabled() == (ctx is contextlib.nullcontext)  # the mode is back
+        assert _same(model.state_dict(), _model().state_dict()) and not opt.state
+        return r
+
+    plain, inside = run(contextlib.nullcontext), run(context)
+    assert inside.verification is not None and plain.verification is not None
+    assert inside.losses == plain.losses and inside.verification.scores == plain.verification.scores
+    assert inside.suggestion == plain.suggestion
 
 
 def test_a_generator_with_enough_batches_is_a_train_loader() -> None:

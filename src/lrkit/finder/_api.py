@@ -179,19 +179,22 @@ def find_lr(
     warmup and held briefly). Smith, "Cyclical Learning Rates for Training Neural Networks",
     WACV 2017.
 
-    Afterwards the model's parameters, buffers, gradients and modes, the optimizer's state and
-    LRs, `scheduler` and `scaler` (if given) and the Python/NumPy/torch RNG states are restored
-    exactly, also when the test raises or is interrupted. The snapshot is kept on the CPU
-    (``snapshot="disk"`` writes it to a temporary file in `snapshot_dir` instead); no copy is
-    made on the accelerator (verification's candidates trained together are the one exception,
-    see `vectorize`).
+    The test trains, so it runs with gradients on, also when called under ``torch.no_grad()``
+    or ``torch.inference_mode()`` (its batches must then be ordinary tensors, made outside
+    inference mode). Afterwards the model's parameters, buffers, gradients and modes, the
+    optimizer's state and LRs, `scheduler` and `scaler` (if given) and the Python/NumPy/torch
+    RNG states are restored exactly, also when the test raises or is interrupted. The snapshot
+    is kept on the CPU (``snapshot="disk"`` writes it to a temporary file in `snapshot_dir`
+    instead); no copy is made on the accelerator (verification's candidates trained together
+    are the one exception, see `vectorize`).
 
     Args:
         model, optimizer: what to test; the optimizer's own LR is ignored during the sweep
             (param groups keep their ratios to its default LR).
         loss_fn: ``loss_fn(model(inputs), target)`` for ``(inputs, target)`` batches; may be None
             when `step_fn` is given.
-        train_loader: any re-iterable of batches; it is restarted when exhausted.
+        train_loader: any re-iterable of batches; it is restarted when exhausted (an iterator,
+            such as a generator, serves while its batches last).
         scheduler: the LR scheduler attached to `optimizer`, if any, so that it is restored too
             (an lrkit `ScheduleLR` counts the optimizer steps the sweep takes).
         step_fn: ``step_fn(model, batch) -> loss`` for any other batch (dicts, several inputs);
@@ -206,6 +209,8 @@ def find_lr(
         seeds: repeat the sweep this many times (each from the same initial state, with the
             torch RNG seeded ``seed``, ``seed + 1``, ...); the suggestion is their geometric
             median and `spread` their range in decades.
+        val_loader: held-out batches, in the form of `train_loader`'s; they turn verification
+            on, and each candidate is scored on a full pass over them (so not an iterator).
         verify: also train `candidates` LRs over a decade on either side of the curve's
             suggestion, on a fixed log grid (half-decades for five candidates, so that sweeps
             whose readings differ a little test the same LRs), from the same initial state and
@@ -256,68 +261,70 @@ def find_lr(
         if loss_fn is None:
             raise ValueError("give `loss_fn` (for (inputs, target) batches) or `step_fn`")
         step_fn = default_step(loss_fn)
-    t0 = time.perf_counter()
-    snap = Snapshot(
-        model, optimizer, scheduler, scaler=scaler, to_disk=snapshot == "disk", directory=snapshot_dir
-    )
-    try:
-        traces: list[Trace] = []
-        per_seed: dict[int, float] = {}
-        readings = []
-        for k in range(seeds):
-            if k:
+    # the test trains: gradients on, also when the caller is under no_grad or inference_mode
+    with torch.inference_mode(False), torch.enable_grad():
+        t0 = time.perf_counter()
+        snap = Snapshot(
+            model, optimizer, scheduler, scaler=scaler, to_disk=snapshot == "disk", directory=snapshot_dir
+        )
+        try:
+            traces: list[Trace] = []
+            per_seed: dict[int, float] = {}
+            readings = []
+            for k in range(seeds):
+                if k:
+                    snap.restore()
+                torch.manual_seed(seed + k)
+                monitor = DivergenceMonitor(diverge=diverge, warm=max(10, steps // 10))
+                trace = run_steps(
+                    model,
+                    optimizer,
+                    _sweep_schedule(start_lr, end_lr, steps, mode),
+                    Batches(train_loader),
+                    step_fn,
+                    steps=steps,
+                    accumulation=accumulation,
+                    scaler=scaler,
+                    amp=amp,
+                    monitor=monitor,
+                    on_step=_progress(on_step, k * steps, seeds * steps),
+                    clip=clip,
+                )
+                traces.append(trace)
+                picks, sm, status = _read(trace, target, smooth_width)
+                readings.append((picks, sm, status))
+                per_seed[seed + k] = picks[TARGET_RULE[target]]
+            if verify is None:
+                verify = val_loader is not None
+            result = _combine(traces, readings, per_seed, target, seeds, bool(verify))
+            result.steps = sum(t.applied for t in traces)
+            result.seconds = time.perf_counter() - t0
+            if verify and math.isfinite(result.suggestion):
                 snap.restore()
-            torch.manual_seed(seed + k)
-            monitor = DivergenceMonitor(diverge=diverge, warm=max(10, steps // 10))
-            trace = run_steps(
-                model,
-                optimizer,
-                _sweep_schedule(start_lr, end_lr, steps, mode),
-                Batches(train_loader),
-                step_fn,
-                steps=steps,
-                accumulation=accumulation,
-                scaler=scaler,
-                amp=amp,
-                monitor=monitor,
-                on_step=_progress(on_step, k * steps, seeds * steps),
-                clip=clip,
-            )
-            traces.append(trace)
-            picks, sm, status = _read(trace, target, smooth_width)
-            readings.append((picks, sm, status))
-            per_seed[seed + k] = picks[TARGET_RULE[target]]
-        if verify is None:
-            verify = val_loader is not None
-        result = _combine(traces, readings, per_seed, target, seeds, bool(verify))
-        result.steps = sum(t.applied for t in traces)
-        result.seconds = time.perf_counter() - t0
-        if verify and math.isfinite(result.suggestion):
+                result.verification = _verify(
+                    model,
+                    optimizer,
+                    snap,
+                    Batches(train_loader),
+                    step_fn,
+                    result.suggestion,
+                    target=target,
+                    steps=_verify_length(verify_steps, train_steps, candidates, steps),
+                    candidates=candidates,
+                    val_loader=val_loader,
+                    accumulation=accumulation,
+                    scaler=scaler,
+                    amp=amp,
+                    seed=seed,
+                    loss_fn=loss_fn if plain_batches else None,
+                    train_steps=train_steps,
+                    vectorize=vectorize,
+                    clip=clip,
+                )
+                result.suggestion = result.verification.chosen
+        finally:
             snap.restore()
-            result.verification = _verify(
-                model,
-                optimizer,
-                snap,
-                Batches(train_loader),
-                step_fn,
-                result.suggestion,
-                target=target,
-                steps=_verify_length(verify_steps, train_steps, candidates, steps),
-                candidates=candidates,
-                val_loader=val_loader,
-                accumulation=accumulation,
-                scaler=scaler,
-                amp=amp,
-                seed=seed,
-                loss_fn=loss_fn if plain_batches else None,
-                train_steps=train_steps,
-                vectorize=vectorize,
-                clip=clip,
-            )
-            result.suggestion = result.verification.chosen
-    finally:
-        snap.restore()
-        snap.discard()
+            snap.discard()
     for w in result.warnings:
         warnings.warn(w, stacklevel=2)
     return result
