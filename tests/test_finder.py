@@ -190,6 +190,46 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert fig.axes[0].get_xscale() == "log"
 
 
+def test_the_plot_of_a_verified_result_shows_the_candidates_below_the_curve(tmp_path: Path) -> None:
+    from lrkit.finder import Verification
+
+    lrs = list(np.geomspace(1e-6, 1.0, 60))
+    losses = [2.0 - 1.5 / (1.0 + (1e-3 / lr) ** 2) for lr in lrs]
+    # five candidates: the fourth tied with the best (within its standard error), the largest
+    # diverged (inf), the best is the third
+    ver = Verification(
+        candidates=[1e-3, 3.16e-3, 1e-2, 3.16e-2, 0.1],
+        scores=[0.9, 0.6, 0.5, 0.52, math.inf],
+        on="validation loss",
+        chosen=1e-2 * math.sqrt(0.2),
+        steps=40,
+        total_steps=200,
+        seconds=0.1,
+        vectorized=True,
+        best=1e-2,
+        horizon_factor=math.sqrt(0.2),
+        errors=[0.05, 0.04, 0.0, 0.03, math.nan],
+    )
+    r = FinderResult(lrs, losses, list(smooth(losses)), ver.chosen, {}, (1e-4, 1e-2), "constant", "ok")
+    r.verification = ver
+    for result in (r, FinderResult.from_dict(json.loads(r.to_json()))):
+        assert result.verification is not None  # and JSON's nulls read back as inf and NaN:
+        assert math.isinf(result.verification.scores[-1]) and math.isnan(result.verification.errors[-1])
+        fig = result.plot(tmp_path / "v.png")
+        curve, below = fig.axes
+        assert below.get_xscale() == "log" and below.get_ylabel() == "validation loss"
+        assert curve.get_xlim() == below.get_xlim()  # one LR axis for both
+        labels = [t.get_text() for t in below.get_legend().get_texts()]
+        assert "diverged" in labels and "taken: 0.01" in labels
+        assert "suggestion: 0.01 x 0.45 = 0.0045" in labels
+        (bars,) = below.containers  # the four candidates whose runs ended, with their errors
+        assert len(bars.lines[0].get_xdata()) == 4
+    assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ver.scores = [math.inf] * 5  # every candidate diverged: still a picture
+    ver.best = math.nan
+    assert len(r.plot().axes) == 2
+
+
 def test_the_plot_of_a_flat_curve_shows_its_noise_as_noise() -> None:
     rng = np.random.default_rng(0)
     lrs = list(np.geomspace(1e-7, 1.0, 60))

@@ -138,20 +138,34 @@ class FinderResult:
         d["interval"] = tuple(num(x) for x in d["interval"])
         d["seeds"] = {int(k): num(v) for k, v in d.get("seeds", {}).items()}
         if d.get("verification") is not None:
-            d["verification"] = Verification(**d["verification"])
+            v = dict(d["verification"])
+            # a candidate whose run diverged scores inf, which JSON holds as null
+            v["scores"] = [math.inf if x is None else float(x) for x in v["scores"]]
+            v["errors"] = [num(x) for x in v.get("errors", [])]
+            for key in ("chosen", "best"):
+                if key in v:
+                    v[key] = num(v[key])
+            d["verification"] = Verification(**v)
         return cls(**d)
 
     # -- pictures -------------------------------------------------------------------------------
     def plot(self, path: str | Path | None = None) -> Figure:
-        """The loss against the LR (log axis), smoothed curve, suggestions and interval."""
+        """The loss against the LR (log axis), smoothed curve, suggestions and interval; below
+        it, when the result was verified, each candidate's score with its standard error (see
+        `Verification`), on the same LR axis."""
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure
         except ImportError as e:
             raise ImportError("FinderResult.plot needs matplotlib: pip install 'lrkit[plot]'") from e
-        fig = Figure(figsize=(8.0, 4.8), layout="constrained")
+        verified = self.verification
+        fig = Figure(figsize=(8.0, 4.8 if verified is None else 7.2), layout="constrained")
         FigureCanvasAgg(fig)
-        ax = fig.subplots()
+        if verified is None:
+            ax = fig.subplots()
+        else:
+            ax, below = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+            _plot_verification(below, verified)
         x = np.asarray(self.lrs)
         ax.plot(x, self.losses, color="0.75", linewidth=0.8, label="loss")
         ax.plot(x, self.smoothed, color="C0", linewidth=1.8, label="smoothed")
@@ -172,7 +186,7 @@ class FinderResult:
                 label=f"suggestion ({self.target}): {self.suggestion:.2g}",
             )
         ax.set_xscale("log")
-        ax.set_xlabel("learning rate")
+        ax.set_xlabel("learning rate" if verified is None else "")
         ax.set_ylabel("training loss")
         finite = np.asarray(self.smoothed)[np.isfinite(self.smoothed)]
         if finite.size:
@@ -188,6 +202,54 @@ class FinderResult:
         if path is not None:
             fig.savefig(path, dpi=120)
         return fig
+
+
+def _plot_verification(ax: Any, v: Verification) -> None:
+    """Each candidate's score against its LR, with a bar of one standard error of its paired
+    difference from the best score (a candidate whose bar reaches the best score's line is tied
+    with it); the candidate taken (the smallest tied one) and the suggestion it scales to."""
+    lrs = np.asarray(v.candidates, dtype=np.float64)
+    scores = np.asarray(v.scores, dtype=np.float64)
+    ok = np.isfinite(scores)
+    errors = np.asarray(v.errors if len(v.errors) == len(v.scores) else [0.0] * len(v.scores))
+    errors = np.where(np.isfinite(errors), errors, 0.0)
+    if ok.any():
+        ax.errorbar(
+            lrs[ok],
+            scores[ok],
+            yerr=errors[ok],
+            fmt="o-",
+            color="C0",
+            capsize=3,
+            linewidth=1.0,
+            label=f"{v.on} after {v.steps} steps (bars: one standard error)",
+        )
+        best = float(scores[ok].min())
+        ax.axhline(best, color="0.5", linewidth=0.8, linestyle="--")
+        low, high = float(scores[ok].min()), float(scores[ok].max())
+        span = max(high - low, 1e-12 * max(abs(high), 1.0))
+        if not ok.all():  # candidates whose run diverged: marked above the others
+            top = high + 0.15 * span
+            ax.plot(lrs[~ok], [top] * int((~ok).sum()), "x", color="C3", label="diverged")
+        if math.isfinite(v.best):
+            ax.plot(
+                [v.best],
+                [scores[int(np.argmin(np.abs(lrs - v.best)))]],
+                "o",
+                color="C1",
+                markersize=9,
+                fillstyle="none",
+                label=f"taken: {v.best:.2g}",
+            )
+    if math.isfinite(v.chosen):
+        how = f"{v.best:.2g} x {v.horizon_factor:.2g} = " if math.isfinite(v.best) else ""
+        ax.axvline(v.chosen, color="k", linewidth=2.0, label=f"suggestion: {how}{v.chosen:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(v.on)
+    ax.set_title("verification: candidates trained from the same start", fontsize="medium")
+    ax.legend(fontsize="x-small", loc="best")
+    ax.grid(True, alpha=0.3, which="both")
 
 
 def _noise(losses: list[float], smoothed: list[float]) -> float:
