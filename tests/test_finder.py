@@ -185,9 +185,20 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert data["format"] == "lrkit.FinderResult/1"
     again = FinderResult.from_dict(data)
     assert again.suggestion == r.suggestion and again.lrs == r.lrs and again.seeds == r.seeds
+    # the repeated sweep's curve is kept (the same LR sequence, as far as it went) and drawn
+    assert list(r.repeats) == [1] and again.repeats == r.repeats
+    lrs, sm = r.repeats[1]["lrs"], r.repeats[1]["smoothed"]
+    n = min(len(lrs), len(r.lrs))
+    assert len(sm) == len(lrs) and lrs[:n] == r.lrs[:n] and sm[:n] != r.smoothed[:n]
     fig = r.plot(tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert fig.axes[0].get_xscale() == "log"
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "smoothed, seeds 1" in labels and "smoothed, seed 0" in labels
+    one = find_lr(model, torch.optim.Adam(model.parameters()), F.cross_entropy, _batches())
+    assert one.repeats == {} and "smoothed" in [
+        t.get_text() for t in one.plot().axes[0].get_legend().get_texts()
+    ]
 
 
 def test_the_plot_of_a_verified_result_shows_the_candidates_below_the_curve(tmp_path: Path) -> None:

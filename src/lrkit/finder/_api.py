@@ -361,6 +361,10 @@ def _combine(
         status=status,
         stopped_at=trace.stopped_at,
         seeds=per_seed if seeds > 1 else {},
+        repeats={
+            seed: {"lrs": list(t.lrs), "smoothed": r[1]}
+            for seed, t, r in zip(list(per_seed)[1:], traces[1:], readings[1:], strict=True)
+        },
         spread=spread,
     )
     w = result.warnings

@@ -59,6 +59,8 @@ class FinderResult:
         verification: the verification runs, if requested.
         warnings: what the user should know (rules that disagree, a short sweep, ...).
         steps: optimizer steps the sweep(s) applied; `seconds` their wall time.
+        repeats: the repeated sweeps' curves, by seed (``{"lrs": [...], "smoothed": [...]}``;
+            the first sweep's curve is `lrs` and `smoothed`), when the sweep was repeated.
     """
 
     lrs: list[float]
@@ -76,6 +78,7 @@ class FinderResult:
     warnings: list[str] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+    repeats: dict[int, dict[str, list[float]]] = field(default_factory=dict)
 
     # -- schedules built from the result -------------------------------------------------------
     def schedule(self, kind: str = "auto", *, steps: int | None = None) -> Schedule:
@@ -137,6 +140,10 @@ class FinderResult:
         d["suggestions"] = {k: num(v) for k, v in d["suggestions"].items()}
         d["interval"] = tuple(num(x) for x in d["interval"])
         d["seeds"] = {int(k): num(v) for k, v in d.get("seeds", {}).items()}
+        d["repeats"] = {
+            int(k): {"lrs": [num(x) for x in c["lrs"]], "smoothed": [num(x) for x in c["smoothed"]]}
+            for k, c in d.get("repeats", {}).items()
+        }
         if d.get("verification") is not None:
             v = dict(d["verification"])
             # a candidate whose run diverged scores inf, which JSON holds as null
@@ -168,7 +175,11 @@ class FinderResult:
             _plot_verification(below, verified)
         x = np.asarray(self.lrs)
         ax.plot(x, self.losses, color="0.75", linewidth=0.8, label="loss")
-        ax.plot(x, self.smoothed, color="C0", linewidth=1.8, label="smoothed")
+        for i, curve in enumerate(self.repeats.values()):
+            label = f"smoothed, seeds {', '.join(map(str, self.repeats))}" if i == 0 else None
+            ax.plot(curve["lrs"], curve["smoothed"], color="C0", alpha=0.35, linewidth=1.0, label=label)
+        first = f", seed {min(self.seeds)}" if self.repeats and self.seeds else ""
+        ax.plot(x, self.smoothed, color="C0", linewidth=1.8, label=f"smoothed{first}")
         lo, hi = self.interval
         if math.isfinite(lo) and math.isfinite(hi):
             ax.axvspan(lo, hi, color="C2", alpha=0.12, label="useful interval")
