@@ -158,7 +158,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"clip_grad_norm=0\.5, this run has clip_grad_norm=None"):
         fit(task, "adam", epochs=2, checkpoint_dir=tmp_path / "c", resume=True)
     assert fit(task, "adam", epochs=2, checkpoint_dir=tmp_path / "c", resume=True, clip_grad_norm=0.5).epochs
-    assert (tmp_path / "last.pt").read_bytes() == before  # the refused resumes wrote nothing
+    assert (tmp_path / "last.pt").read_bytes() == before  # the refused resume wrote nothing
     fit(task, "adam", epochs=3, checkpoint_dir=tmp_path / "y")
     with pytest.raises(ValueError, match="has 3 epochs done, more than epochs=2"):
         fit(task, "adam", epochs=2, checkpoint_dir=tmp_path / "y", resume=True)
