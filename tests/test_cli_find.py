@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from pathlib import Path
 
@@ -45,6 +46,10 @@ def test_find_with_verify_and_onecycle(tmp_path: Path) -> None:
     # the suggestion says how it follows from the verified candidates
     out = " ".join(res.output.split())
     assert v["vectorized"] and "steps each, trained together," in out
+    # a table of the candidates, the one taken marked
+    rows = [line for line in res.output.splitlines() if "taken (" in line]
+    assert len(rows) == 1 and f"{v['best']:.3g} " in rows[0]
+    assert all(f" {c:.3g} " in res.output for c in v["candidates"])
     assert data["suggestion"] == pytest.approx(v["best"] * v["horizon_factor"])
     assert f"suggestion: {data['suggestion']:.3g} ({v['best']:.3g}, the smallest candidate" in out
     assert f"= {v['horizon_factor']:.3g} for a run" in out
@@ -177,3 +182,29 @@ def test_find_clips_gradients_as_the_training_does(tmp_path: Path) -> None:
     assert clipped.suggestion > 3 * raw.suggestion
     res = runner.invoke(app, ["find", "--task", "mlp-digits", "--clip-grad-norm", "0"])
     assert res.exit_code == 2 and "`clip_grad_norm` must be a finite number > 0" in res.output
+
+
+def test_the_candidates_table_marks_the_one_taken_the_ties_and_the_diverged() -> None:
+    from rich.console import Console
+
+    from lrkit.cli._find import _candidates
+    from lrkit.finder import Verification
+
+    v = Verification(
+        candidates=[1e-3, 3.16e-3, 1e-2, 3.16e-2, 0.1],
+        scores=[0.9, 0.52, 0.5, 0.6, math.inf],
+        on="validation loss",
+        chosen=3.16e-3 * 0.447,
+        steps=40,
+        total_steps=200,
+        seconds=0.1,
+        vectorized=True,
+        best=3.16e-3,
+        horizon_factor=0.447,
+        errors=[0.05, 0.03, 0.0, 0.04, math.nan],
+    )
+    console = Console(width=120, record=True)
+    console.print(_candidates(v))
+    rows = {line.split()[1]: line for line in console.export_text().splitlines() if line.count("│") > 2}
+    assert "taken (tied)" in rows["0.00316"] and "best" in rows["0.01"] and "diverged" in rows["0.1"]
+    assert not any(word in rows["0.001"] + rows["0.0316"] for word in ("taken", "tied", "best"))

@@ -129,16 +129,12 @@ def find(
         )
     if result.verification is not None:
         v = result.verification
-        errors = v.errors if len(v.errors) == len(v.scores) else [math.nan] * len(v.scores)
-        scores = ", ".join(
-            f"{c:.3g}: {s:.4g}" + (f" (+{e:.2g})" if math.isfinite(e) and e > 0 else "")
-            for c, s, e in zip(v.candidates, v.scores, errors, strict=True)
-        )
         console.print(
-            f"verified on {v.on} ({v.steps} steps each, "
-            f"{'trained together' if v.vectorized else 'one after the other'}, {v.seconds:.1f} s; in "
-            f"brackets the standard error of the difference from the best): {scores}"
+            f"verified on {v.on}: {v.steps} steps each, "
+            f"{'trained together' if v.vectorized else 'one after the other'}, {v.seconds:.1f} s "
+            "(std. error: of the difference from the best; a candidate within it is tied)"
         )
+        console.print(_candidates(v))
     for w in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
     console.print(
@@ -155,6 +151,37 @@ def find(
     except OSError as e:
         fail(f"cannot write to {output}: {e}", code=1)
     console.print(f"wrote {png} and {js}")
+
+
+def _candidates(v: Any) -> Table:
+    """The verified candidates: score, standard error of the difference from the best, verdict
+    (the candidate taken is the smallest tied with the best, or the best)."""
+    table = Table()
+    table.add_column("candidate LR", justify="right")
+    table.add_column(v.on, justify="right")
+    table.add_column("std. error", justify="right")
+    table.add_column("")
+    errors = v.errors if len(v.errors) == len(v.scores) else [math.nan] * len(v.scores)
+    finite = [s for s in v.scores if math.isfinite(s)]
+    best = min(finite) if finite else math.nan
+    for lr, score, err in zip(v.candidates, v.scores, errors, strict=True):
+        if not math.isfinite(score):
+            verdict = "diverged"
+        elif lr == v.best:
+            verdict = "taken (tied)" if score > best else "taken (best)"
+        elif score == best:
+            verdict = "best"
+        elif math.isfinite(err) and score - err <= best:
+            verdict = "tied"
+        else:
+            verdict = ""
+        table.add_row(
+            f"{lr:.3g}",
+            f"{score:.4g}" if math.isfinite(score) else "-",
+            f"{err:.2g}" if math.isfinite(err) and err > 0 else "-",
+            verdict,
+        )
+    return table
 
 
 def _origin(result: Any) -> str:
