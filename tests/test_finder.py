@@ -526,6 +526,43 @@ def test_called_under_no_grad_or_inference_mode_the_test_still_trains(context: A
     assert inside.suggestion == plain.suggestion
 
 
+def _scripted(losses: torch.Tensor) -> tuple[list[Any], Callable[..., torch.Tensor]]:
+    """Batches and a step function whose loss at step i is ``losses[i]``, whatever the LR."""
+    batches = [(torch.zeros(1, 8), v) for v in losses]
+    return batches, lambda model, batch: model(batch[0]).sum() * 0.0 + batch[1]
+
+
+@pytest.mark.parametrize(
+    ("curve", "warning"),
+    [
+        ("noise", "neither diverged nor clearly rose after its lowest point"),
+        ("falling", "the loss was still falling at end_lr=10"),
+        ("valley", None),
+        ("late", "the loss was already falling at start_lr=1e-07"),
+    ],
+)
+def test_a_sweep_that_never_turns_up_says_so(curve: str, warning: str | None) -> None:
+    """A loss that ends as low as it got, without diverging, has not shown where training breaks
+    down: the sweep says so (still falling at the end, or, over noise, never clearly rising);
+    nor has one that was falling from its first LR shown where the loss starts to fall."""
+    g = torch.Generator().manual_seed(0)
+    noise = 0.05 * torch.randn(80, generator=g)
+    x = torch.linspace(-7.0, 1.0, 80)  # log10 of the sweep's LRs
+    flat_start = torch.clamp(x + 4.0, min=0.0)  # decades past 1e-4, where the loss starts to move
+    losses = {
+        "noise": 2.0 + 0.1 * (x < -5.0) + noise,  # a small fall near 1e-5, then nothing but noise
+        "falling": 2.0 - 0.1 * flat_start + noise,
+        "valley": 2.0 + 0.3 * ((flat_start - 2.0) ** 2 - 4.0) / 9 + noise,  # lowest at 1e-2
+        "late": 2.0 + 0.3 * (x + 4.0) ** 2 / 9 + noise,  # falling fastest at the first LR
+    }[curve]
+    batches, step = _scripted(losses)
+    model = _model()
+    r = find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), None, batches, step_fn=step)
+    assert r.status == ("diverged" if curve == "late" else "ok")
+    said = [w for w in r.warnings if "end_lr" in w or "start_lr" in w]
+    assert said == [] if warning is None else len(said) == 1 and warning in said[0]
+
+
 def test_a_generator_with_enough_batches_is_a_train_loader() -> None:
     batches = _batches() * 4  # 64: the sweep takes 40, verification 10 (its candidates replay them)
     model = _model()
