@@ -563,6 +563,34 @@ def test_a_sweep_that_never_turns_up_says_so(curve: str, warning: str | None) ->
     assert said == [] if warning is None else len(said) == 1 and warning in said[0]
 
 
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_the_test_trains_in_the_modes_the_caller_set(vectorize: bool) -> None:
+    """A frozen BatchNorm (eval mode in a model that trains) stays frozen through the sweep and
+    verification, and dropout stays on; a model left entirely in eval mode trains in train mode.
+    Every module's mode is as it was afterwards."""
+    seen: dict[str, set[bool]] = {"bn": set(), "dropout": set()}
+
+    def record(name: str) -> Any:
+        return lambda module, args, out: seen[name].add(module.training)
+
+    model = _model(bn=True)
+    bn, dropout = model[1], model[3]
+    bn.register_forward_hook(record("bn"))
+    dropout.register_forward_hook(record("dropout"))
+    bn.eval()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    kwargs: dict[str, Any] = {"steps": 40, "val_loader": _val(), "verify_steps": 10, "vectorize": vectorize}
+    r = find_lr(model, opt, F.cross_entropy, _batches(), **kwargs)
+    assert r.verification is not None and r.verification.vectorized == vectorize
+    assert seen == {"bn": {False}, "dropout": {True, False}}  # dropout: off for the validation passes
+    assert model.training and dropout.training and not bn.training
+    seen = {"bn": set(), "dropout": set()}
+    model.eval()
+    find_lr(model, opt, F.cross_entropy, _batches(), **kwargs)
+    assert seen == {"bn": {True, False}, "dropout": {True, False}}
+    assert not any(m.training for m in model.modules())
+
+
 def test_a_generator_with_enough_batches_is_a_train_loader() -> None:
     batches = _batches() * 4  # 64: the sweep takes 40, verification 10 (its candidates replay them)
     model = _model()

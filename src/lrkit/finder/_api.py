@@ -181,7 +181,9 @@ def find_lr(
 
     The test trains, so it runs with gradients on, also when called under ``torch.no_grad()``
     or ``torch.inference_mode()`` (its batches must then be ordinary tensors, made outside
-    inference mode). Afterwards the model's parameters, buffers, gradients and modes, the
+    inference mode), and in the modes the caller set for training: a submodule in eval mode (a
+    frozen BatchNorm) stays in eval mode, unless the whole model is, which then trains in train
+    mode. Afterwards the model's parameters, buffers, gradients and modes, the
     optimizer's state and LRs, `scheduler` and `scaler` (if given) and the Python/NumPy/torch
     RNG states are restored exactly, also when the test raises or is interrupted. The snapshot
     is kept on the CPU (``snapshot="disk"`` writes it to a temporary file in `snapshot_dir`

@@ -217,6 +217,21 @@ def _autocast(model: torch.nn.Module, amp: bool | torch.dtype) -> contextlib.Abs
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def train_modes(model: torch.nn.Module) -> Callable[[], None]:
+    """A function that puts `model` in the modes it trains in: the modes its submodules have now,
+    as the caller set them for training (a frozen BatchNorm in eval mode stays in eval mode), or
+    train mode throughout when every submodule is in eval mode (a model that was just evaluated)."""
+    modes = [(m, m.training) for m in model.modules()]
+    if not any(training for _, training in modes):
+        modes = [(m, True) for m, _ in modes]
+
+    def apply() -> None:
+        for m, training in modes:
+            m.training = training
+
+    return apply
+
+
 def run_steps(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -232,7 +247,8 @@ def run_steps(
     on_step: Callable[[int], None] | None = None,
     clip: float | None = None,
 ) -> Trace:
-    """Train for `steps` applied optimizer steps under `schedule`, recording LR and loss.
+    """Train for `steps` applied optimizer steps under `schedule`, recording LR and loss, with the
+    model in the modes it trains in (`train_modes`).
 
     A step that the `GradScaler` skips is not recorded and is taken again at the same LR.
     Stops early when `monitor` says the loss diverged (or, without a monitor, at a non-finite
@@ -241,7 +257,7 @@ def run_steps(
     ``torch.nn.utils.clip_grad_norm_`` does.
     """
     clipped = [p for g in optimizer.param_groups for p in g["params"]] if clip is not None else []
-    model.train()
+    train_modes(model)()
     sched = ScheduleLR(optimizer, schedule)
     ref_scale = sched.state_dict()["scales"][0] or 1.0
     lrs: list[float] = []
@@ -330,7 +346,7 @@ def val_pieces(
     each batch is one piece (``step_fn(model, batch)``). Returns the piece losses and their sizes
     (examples; 1 per batch when not split); their weighted mean is the loss over the data.
     """
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     losses: list[float] = []
     sizes: list[float] = []
@@ -353,7 +369,8 @@ def val_pieces(
                     losses.append(float(loss_fn(out[sl], y[sl]).detach().float()))
                     sizes.append(float(sl.stop - sl.start))
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
     if not losses:
         raise ValueError("`val_loader` yielded no batches")
     return losses, sizes

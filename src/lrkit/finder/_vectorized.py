@@ -28,7 +28,7 @@ from torch.func import functional_call, vmap
 
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.finder._stacked import STACKED, StackedOptimizer
-from lrkit.finder._sweep import Batches, LossFn, Replay, _to, batch_size, pieces
+from lrkit.finder._sweep import Batches, LossFn, Replay, _to, batch_size, pieces, train_modes
 from lrkit.schedules import Schedule, constant
 
 
@@ -168,6 +168,7 @@ def verify_stacked(
     """
     device = next(model.parameters()).device
     k = len(candidates)
+    train = train_modes(model)
     frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
     # Buffers are stacked too: BatchNorm's running statistics are each candidate's own.
     buffers = {
@@ -210,7 +211,7 @@ def verify_stacked(
                 model.eval()
                 with torch.no_grad():
                     whole(params, buffers, x, y)
-            model.train()
+            train()
             losses = whole(params, buffers, x, y)
             grads = _grads(losses, leaves)
         except BaseException as e:  # torch's settings go back whatever happened, an interrupt too
