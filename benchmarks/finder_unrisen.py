@@ -17,17 +17,16 @@ from finder import CACHE, FINDER_VERSION, HOLDOUT_CACHE
 
 from lrkit.finder import smooth
 from lrkit.finder._api import UNRISEN
-from lrkit.finder._result import _noise
+from lrkit.finder._rules import rise
 
 
-def rise(losses: np.ndarray) -> float:
-    sm = smooth(losses)
-    return float((sm[-1] - np.nanmin(sm)) / _noise(list(losses), list(sm)))
+def risen(losses: np.ndarray) -> float:
+    return rise(losses, smooth(losses))
 
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    noise = [rise(2.3 + 0.05 * rng.standard_normal(80)) for _ in range(2000)]
+    noise = [risen(2.3 + 0.05 * rng.standard_normal(80)) for _ in range(2000)]
     q = np.quantile(noise, [0.5, 0.9, 0.99])
     print(f"pure noise, 80 steps, 2000 draws: median {q[0]:.2f}, 90% {q[1]:.2f}, 99% {q[2]:.2f}")
     for path in (CACHE, HOLDOUT_CACHE):
@@ -37,7 +36,7 @@ def main() -> None:
             job = json.loads(key)
             plain = job[0] == "lrkit" and job[4] is None and job[-1] == FINDER_VERSION
             if plain and res.get("status") == "ok":
-                found.append((rise(np.asarray(res["losses"], dtype=np.float64)), job[1], job[2], job[3]))
+                found.append((risen(np.asarray(res["losses"], dtype=np.float64)), job[1], job[2], job[3]))
         found.sort()
         low = ", ".join(f"{r:.2f} ({t}, {o}, seed {s})" for r, t, o, s in found[:3])
         print(f"{path.name}: {len(found)} sweeps ended without diverging; the lowest rises: {low}")

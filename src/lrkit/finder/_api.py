@@ -14,8 +14,8 @@ import torch
 
 from lrkit._checks import positive_or_none
 from lrkit.finder._choice import candidate_grid, paired_scores, select
-from lrkit.finder._result import FinderResult, Verification, _noise
-from lrkit.finder._rules import FLAT_DECADES, RULES, below_divergence, progress_interval, smooth
+from lrkit.finder._result import FinderResult, Verification
+from lrkit.finder._rules import FLAT_DECADES, RULES, below_divergence, progress_interval, rise, smooth
 from lrkit.finder._snapshot import Snapshot
 from lrkit.finder._sweep import (
     Batches,
@@ -400,14 +400,12 @@ def _combine(
             f"the loss was still falling at end_lr={trace.lrs[-1]:.3g}: raise `end_lr` so the "
             "sweep reaches the LRs where training breaks down"
         )
-    elif trace.stopped_at is None and status == "ok" and len(sm) and (noise := _noise(trace.losses, sm)) > 0:
-        rise = (float(sm[-1]) - float(np.nanmin(sm))) / noise
-        if rise < UNRISEN:
-            w.append(
-                f"the loss neither diverged nor clearly rose after its lowest point (by {rise:.1f} times "
-                f"its step-to-step noise) up to end_lr={trace.lrs[-1]:.3g}: the sweep may not have "
-                "reached the LRs where training breaks down; raise `end_lr`"
-            )
+    elif trace.stopped_at is None and status == "ok" and (risen := rise(trace.losses, sm)) < UNRISEN:
+        w.append(
+            f"the loss neither diverged nor clearly rose after its lowest point (by {risen:.1f} times "
+            f"its step-to-step noise) up to end_lr={trace.lrs[-1]:.3g}: the sweep may not have "
+            "reached the LRs where training breaks down; raise `end_lr`"
+        )
     if status in ("ok", "diverged") and len(trace.lrs) and math.isfinite(lo) and lo <= trace.lrs[0]:
         w.append(
             f"the loss was already falling at start_lr={trace.lrs[0]:.3g}: lower `start_lr` so that "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lrkit.finder._rules import noise
 from lrkit.schedules import Schedule, constant, cyclic, onecycle
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ class FinderResult:
             top = max(float(finite[0]), float(np.median(finite)))
             span = top - low
             # a flat curve's ripples are not shape: leave room for the raw losses' noise around it
-            extra = max(0.0, 6.0 * _noise(self.losses, self.smoothed) - span) / 2
+            extra = max(0.0, 6.0 * noise(self.losses, self.smoothed) - span) / 2
             ax.set_ylim(low - 0.1 * span - extra - 1e-12, top + 0.3 * span + extra + 1e-12)
         ax.set_title(f"LR range test ({self.status})", fontsize="medium")
         ax.legend(fontsize="x-small", loc="best")
@@ -261,17 +262,6 @@ def _plot_verification(ax: Any, v: Verification) -> None:
     ax.set_title("verification: candidates trained from the same start", fontsize="medium")
     ax.legend(fontsize="x-small", loc="best")
     ax.grid(True, alpha=0.3, which="both")
-
-
-def _noise(losses: list[float], smoothed: list[float]) -> float:
-    """Robust standard deviation (1.4826 x median absolute deviation) of the raw losses around
-    the smoothed curve, over the points where both are finite; 0 when there are none."""
-    raw, sm = np.asarray(losses, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
-    ok = np.isfinite(raw) & np.isfinite(sm)
-    if not ok.any():
-        return 0.0
-    resid = raw[ok] - sm[ok]
-    return 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
 
 
 def _json_safe(obj: Any) -> Any:

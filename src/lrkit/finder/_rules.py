@@ -175,6 +175,31 @@ def slide(lrs: FloatArray, losses: FloatArray) -> float:
     return float(x[i])
 
 
+def noise(losses: npt.ArrayLike, smoothed: npt.ArrayLike) -> float:
+    """Robust standard deviation (1.4826 x median absolute deviation) of the raw losses around
+    the smoothed curve, over the points where both are finite; 0 when there are none."""
+    raw, sm = np.asarray(losses, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
+    ok = np.isfinite(raw) & np.isfinite(sm)
+    if not ok.any():
+        return 0.0
+    resid = raw[ok] - sm[ok]
+    return 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+
+
+def rise(losses: npt.ArrayLike, smoothed: npt.ArrayLike) -> float:
+    """How far the smoothed curve ends above its lowest point, in units of the raw losses'
+    `noise` (NaN when there is no curve or no noise to measure it by).
+
+    >>> f"{rise([2.0, 1.9, 2.1, 1.0, 1.1, 0.9, 2.0], [2.0, 2.0, 1.5, 1.0, 1.0, 1.0, 1.5]):.2f}"
+    '3.37'
+    """
+    sm = np.asarray(smoothed, dtype=np.float64)
+    scale = noise(losses, sm)
+    if sm.size == 0 or not np.isfinite(sm).any() or scale <= 0:
+        return math.nan
+    return (float(sm[-1]) - float(np.nanmin(sm))) / scale
+
+
 #: The interval of useful LRs starts where the descent to the minimum falls at this fraction of
 #: its steepest rate (against log LR).
 ONSET = 0.05
