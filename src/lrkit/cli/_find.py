@@ -156,6 +156,8 @@ def find(
 def _candidates(v: Any) -> Table:
     """The verified candidates: score, standard error of the difference from the best, verdict
     (the candidate taken is the smallest tied with the best, or the best)."""
+    from lrkit.finder._choice import tied
+
     table = Table()
     table.add_column("candidate LR", justify="right")
     table.add_column(v.on, justify="right")
@@ -164,17 +166,15 @@ def _candidates(v: Any) -> Table:
     errors = v.errors if len(v.errors) == len(v.scores) else [math.nan] * len(v.scores)
     finite = [s for s in v.scores if math.isfinite(s)]
     best = min(finite) if finite else math.nan
-    for lr, score, err in zip(v.candidates, v.scores, errors, strict=True):
+    for lr, score, err, tie in zip(v.candidates, v.scores, errors, tied(v.scores, errors), strict=True):
         if not math.isfinite(score):
             verdict = "diverged"
         elif lr == v.best:
             verdict = "taken (tied)" if score > best else "taken (best)"
         elif score == best:
             verdict = "best"
-        elif math.isfinite(err) and score - err <= best:
-            verdict = "tied"
         else:
-            verdict = ""
+            verdict = "tied" if tie else ""
         table.add_row(
             f"{lr:.3g}",
             f"{score:.4g}" if math.isfinite(score) else "-",

@@ -90,6 +90,23 @@ def paired_scores(
     return scores.tolist(), errors.tolist()
 
 
+def tied(scores: Sequence[float], errors: Sequence[float]) -> list[bool]:
+    """Whether each score is within its standard error (`errors`, paired with the best score; a
+    non-finite error counts as 0) of the best finite score; a non-finite score never is.
+
+    >>> tied([2.0, 1.05, 1.0, float("inf")], [0.9, 0.08, 0.0, float("nan")])
+    [False, True, True, False]
+    """
+    finite = [s for s in scores if math.isfinite(s)]
+    if not finite:
+        return [False] * len(scores)
+    top = min(finite)
+    return [
+        math.isfinite(s) and s - top <= (e if math.isfinite(e) else 0.0)
+        for s, e in zip(scores, errors, strict=True)
+    ]
+
+
 def select(
     lrs: Sequence[float],
     scores: Sequence[float],
@@ -122,11 +139,10 @@ def select(
             f"`lrs`, `scores` and `errors` must have the same length, got {len(lrs)}, {len(scores)}, "
             f"{len(errors)}"
         )
-    finite = [(lr, s, e) for lr, s, e in zip(lrs, scores, errors, strict=True) if math.isfinite(s)]
-    if not finite:
+    ties = [lr for lr, tie in zip(lrs, tied(scores, errors), strict=True) if tie]
+    if not ties:
         return None, 1.0
-    top = min(s for _, s, _ in finite)
-    best = min(lr for lr, s, e in finite if s - top <= (e if math.isfinite(e) else 0.0))
+    best = min(ties)
     horizon = 1.0
     if train_steps is not None and train_steps > steps:
         horizon = math.sqrt(steps / train_steps)

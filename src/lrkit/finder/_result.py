@@ -236,9 +236,8 @@ def _plot_verification(ax: Any, v: Verification) -> None:
             linewidth=1.0,
             label=f"{v.on} after {v.steps} steps (bars: one standard error)",
         )
-        best = float(scores[ok].min())
-        ax.axhline(best, color="0.5", linewidth=0.8, linestyle="--")
         low, high = float(scores[ok].min()), float(scores[ok].max())
+        ax.axhline(low, color="0.5", linewidth=0.8, linestyle="--")  # the best score
         span = max(high - low, 1e-12 * max(abs(high), 1.0))
         if not ok.all():  # candidates whose run diverged: marked above the others
             top = high + 0.15 * span
