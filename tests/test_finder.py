@@ -502,6 +502,14 @@ def test_bad_inputs_name_the_problem() -> None:
         find_lr(model, opt, F.cross_entropy, few)
     with pytest.raises(ValueError, match=r"`val_loader` must be a loader that can be iterated anew.*list_it"):
         find_lr(model, opt, F.cross_entropy, _batches(), val_loader=iter(_val()))
+    # an optimizer that cannot step without a closure, and a scheduler or scaler that cannot be
+    # saved and restored, are refused before anything trains
+    with pytest.raises(ValueError, match=r"`optimizer` is LBFGS, whose step\(\) needs a closure"):
+        find_lr(model, torch.optim.LBFGS(model.parameters()), F.cross_entropy, _batches())
+    with pytest.raises(TypeError, match=r"`scheduler` must be None or an object with state_dict.*got int"):
+        find_lr(model, opt, F.cross_entropy, _batches(), scheduler=3)
+    with pytest.raises(TypeError, match=r"`scaler` must be .*GradScaler\), got str without is_enabled"):
+        find_lr(model, opt, F.cross_entropy, _batches(), scaler="fp16")
     assert _same(model.state_dict(), _model().state_dict())  # nothing changed by the failures
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -51,6 +52,8 @@ def _check_inputs(
     accumulation: int,
     seeds: int,
     diverge: float,
+    scheduler: Any = None,
+    scaler: Any = None,
 ) -> None:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
@@ -66,6 +69,27 @@ def _check_inputs(
             "sweep from tiny multipliers keeps the step it estimates tiny, and the suggestion may not "
             "train at all); keep lr=1.0, or compare a few multipliers around 1 with lrkit.tune"
         )
+    if _needs_closure(optimizer):
+        raise ValueError(
+            f"`optimizer` is {type(optimizer).__name__}, whose step() needs a closure that evaluates "
+            "the loss again (and may evaluate it many times per step); the range test takes one "
+            "step per batch after its own backward pass: use a first-order optimizer (SGD, Adam, ...)"
+        )
+    for name, obj, methods in (
+        ("scheduler", scheduler, ("state_dict", "load_state_dict")),
+        (
+            "scaler",
+            scaler,
+            ("is_enabled", "scale", "unscale_", "step", "update", "state_dict", "load_state_dict"),
+        ),
+    ):
+        missing = [m for m in methods if not callable(getattr(obj, m, None))]
+        if obj is not None and missing:
+            raise TypeError(
+                f"`{name}` must be None or an object with {', '.join(methods)} (a torch or lrkit "
+                f"{'LR scheduler' if name == 'scheduler' else 'torch.amp.GradScaler'}), got "
+                f"{type(obj).__name__} without {', '.join(missing)}"
+            )
     in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
     if not any(id(p) in in_opt for p in trainable):
         raise ValueError("`optimizer` holds none of the model's trainable parameters")
@@ -88,6 +112,16 @@ def _check_inputs(
         raise ValueError(f"`seeds` must be an integer >= 1, got seeds={seeds!r}")
     if not (0 < diverge <= 10):
         raise ValueError(f"`diverge` must be in (0, 10], got diverge={diverge!r}")
+
+
+def _needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` cannot be called without arguments (``torch.optim.LBFGS``)."""
+    try:
+        params = inspect.signature(optimizer.step).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: assume it steps like torch's
+        return False
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in plain and p.default is inspect.Parameter.empty for p in params)
 
 
 def _verify_length(verify_steps: int | None, train_steps: int | None, candidates: int, steps: int) -> int:
@@ -246,7 +280,20 @@ def find_lr(
         result.plot("lr_find.png"); result.to_json("lr_find.json")
         schedule = result.schedule("onecycle", steps=10_000)
     """
-    _check_inputs(model, optimizer, start_lr, end_lr, steps, mode, target, accumulation, seeds, diverge)
+    _check_inputs(
+        model,
+        optimizer,
+        start_lr,
+        end_lr,
+        steps,
+        mode,
+        target,
+        accumulation,
+        seeds,
+        diverge,
+        scheduler,
+        scaler,
+    )
     if snapshot not in ("cpu", "disk"):
         raise ValueError(f"`snapshot` must be 'cpu' or 'disk', got snapshot={snapshot!r}")
     if not isinstance(vectorize, bool):
