@@ -145,36 +145,68 @@ def pairs(n: int) -> list[Pair]:
         return 0.5 * (1.0 + math.cos(math.pi * min(t, n) / n))
 
     return [
-        Pair("StepLR(step_size=30, gamma=0.1)", "step(0.1, every=30, factor=0.1)",
-             lambda o: StepLR(o, step_size=30, gamma=0.1)),
-        Pair(f"MultiStepLR(milestones={milestones}, gamma=0.1)",
-             f"multistep(0.1, milestones={milestones}, factor=0.1)",
-             lambda o: MultiStepLR(o, milestones=milestones, gamma=0.1)),
-        Pair("ExponentialLR(gamma=0.999)", "exponential(0.1, factor=0.999)",
-             lambda o: ExponentialLR(o, gamma=0.999)),
-        Pair(f"CosineAnnealingLR(T_max={n})", f"cosine(0.1, steps={n})",
-             lambda o: CosineAnnealingLR(o, T_max=n)),
-        Pair(f"CosineAnnealingWarmRestarts(T_0={period}, T_mult=2)", f"sgdr(0.1, period={period}, mul=2)",
-             lambda o: CosineAnnealingWarmRestarts(o, T_0=period, T_mult=2)),
-        Pair(f"CyclicLR(0.001, 0.1, step_size_up={half}), cycle_momentum",
-             f"cyclic(0.001, 0.1, half={half}, momentum_range=[0.8, 0.9])",
-             lambda o: CyclicLR(o, base_lr=0.001, max_lr=0.1, step_size_up=half,
-                                cycle_momentum=True, base_momentum=0.8, max_momentum=0.9),
-             momentum=True),
-        Pair(f"OneCycleLR(max_lr=0.1, total_steps={n + 1}), cycle_momentum",
-             f"onecycle(0.1, steps={n + 1}, momentum_range=[0.85, 0.95])",
-             lambda o: OneCycleLR(o, max_lr=0.1, total_steps=n + 1, cycle_momentum=True),
-             momentum=True),
-        Pair(f"SequentialLR(LinearLR({warm}), CosineAnnealingLR(T_max={n}))",
-             f"warmup({warm}) >> cosine(0.1, steps={n})",
-             lambda o: SequentialLR(
-                 o,
-                 [LinearLR(o, start_factor=1.0 / (warm + 1), end_factor=1.0, total_iters=warm),
-                  CosineAnnealingLR(o, T_max=n)],
-                 milestones=[warm],
-             )),
-        Pair("LambdaLR(python lambda: cosine)", f"cosine(0.1, steps={n})",
-             lambda o: LambdaLR(o, lambda t: cosine_factor(t))),
+        Pair(
+            "StepLR(step_size=30, gamma=0.1)",
+            "step(0.1, every=30, factor=0.1)",
+            lambda o: StepLR(o, step_size=30, gamma=0.1),
+        ),
+        Pair(
+            f"MultiStepLR(milestones={milestones}, gamma=0.1)",
+            f"multistep(0.1, milestones={milestones}, factor=0.1)",
+            lambda o: MultiStepLR(o, milestones=milestones, gamma=0.1),
+        ),
+        Pair(
+            "ExponentialLR(gamma=0.999)",
+            "exponential(0.1, factor=0.999)",
+            lambda o: ExponentialLR(o, gamma=0.999),
+        ),
+        Pair(
+            f"CosineAnnealingLR(T_max={n})",
+            f"cosine(0.1, steps={n})",
+            lambda o: CosineAnnealingLR(o, T_max=n),
+        ),
+        Pair(
+            f"CosineAnnealingWarmRestarts(T_0={period}, T_mult=2)",
+            f"sgdr(0.1, period={period}, mul=2)",
+            lambda o: CosineAnnealingWarmRestarts(o, T_0=period, T_mult=2),
+        ),
+        Pair(
+            f"CyclicLR(0.001, 0.1, step_size_up={half}), cycle_momentum",
+            f"cyclic(0.001, 0.1, half={half}, momentum_range=[0.8, 0.9])",
+            lambda o: CyclicLR(
+                o,
+                base_lr=0.001,
+                max_lr=0.1,
+                step_size_up=half,
+                cycle_momentum=True,
+                base_momentum=0.8,
+                max_momentum=0.9,
+            ),
+            momentum=True,
+        ),
+        Pair(
+            f"OneCycleLR(max_lr=0.1, total_steps={n + 1}), cycle_momentum",
+            f"onecycle(0.1, steps={n + 1}, momentum_range=[0.85, 0.95])",
+            lambda o: OneCycleLR(o, max_lr=0.1, total_steps=n + 1, cycle_momentum=True),
+            momentum=True,
+        ),
+        Pair(
+            f"SequentialLR(LinearLR({warm}), CosineAnnealingLR(T_max={n}))",
+            f"warmup({warm}) >> cosine(0.1, steps={n})",
+            lambda o: SequentialLR(
+                o,
+                [
+                    LinearLR(o, start_factor=1.0 / (warm + 1), end_factor=1.0, total_iters=warm),
+                    CosineAnnealingLR(o, T_max=n),
+                ],
+                milestones=[warm],
+            ),
+        ),
+        Pair(
+            "LambdaLR(python lambda: cosine)",
+            f"cosine(0.1, steps={n})",
+            lambda o: LambdaLR(o, lambda t: cosine_factor(t)),
+        ),
     ]
 
 
@@ -329,8 +361,16 @@ def quartiles(xs: list[float]) -> tuple[float, float, float]:
     return q[0], statistics.median(xs), q[2]
 
 
-def render(step_rows: list[PairResult], vec_rows: list[tuple[str, float, float]], steps: int,
-           reps: int, vec_n: int, vec_runs: int, timer_ns: float, command: str) -> str:
+def render(
+    step_rows: list[PairResult],
+    vec_rows: list[tuple[str, float, float]],
+    steps: int,
+    reps: int,
+    vec_n: int,
+    vec_runs: int,
+    timer_ns: float,
+    command: str,
+) -> str:
     lines = [
         "## Scheduler overhead",
         "",
@@ -404,8 +444,11 @@ def main(argv: list[str] | None = None) -> int:
     step_rows = []
     for pair in pairs(steps):
         res = bench_pair(pair, steps, reps)
-        print(f"  {pair.torch_label}: torch {statistics.median(res.torch_us):.2f} us, "
-              f"lrkit {statistics.median(res.lrkit_us):.2f} us", file=sys.stderr)
+        print(
+            f"  {pair.torch_label}: torch {statistics.median(res.torch_us):.2f} us, "
+            f"lrkit {statistics.median(res.lrkit_us):.2f} us",
+            file=sys.stderr,
+        )
         step_rows.append(res)
     vec_rows = bench_vector(vec_n, vec_runs)
     report = render(step_rows, vec_rows, steps, reps, vec_n, vec_runs, timer_ns, command)
