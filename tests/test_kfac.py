@@ -290,3 +290,29 @@ def test_kl_clip_without_an_optimizer_and_a_bad_interval_schedule() -> None:
         precond.step()
     with pytest.raises(TypeError, match="needs its layers"):
         KFAC(list(model.parameters()))  # type: ignore[arg-type]
+
+
+def test_a_deep_copy_of_model_and_optimizer_trains_like_the_original() -> None:
+    # torch's Optimizer copies only its defaults, state and param groups: a copied KFAC used to
+    # lose its preconditioner and fail at its first step
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = KFAC(model, lr=0.05, inverse_update=2)
+
+    def run(model: nn.Module, opt: KFAC, steps: range) -> None:
+        for s in steps:
+            g = torch.Generator().manual_seed(s)
+            opt.zero_grad()
+            model(torch.randn(16, 4, generator=g)).pow(2).mean().backward()
+            opt.step()
+
+    run(model, opt, range(3))
+    model2, opt2 = copy.deepcopy((model, opt))
+    assert opt2.preconditioner is not opt.preconditioner and opt2.preconditioner.steps == 3
+    run(model, opt, range(3, 8))
+    run(model2, opt2, range(3, 8))
+    for a, b in zip(model.parameters(), model2.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert opt2.effective_lr() == opt.effective_lr()
+    # the copy trains its own model: the original's parameters are not the copy's
+    assert all(p is not q for p, q in zip(model.parameters(), model2.parameters(), strict=True))

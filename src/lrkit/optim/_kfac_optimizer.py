@@ -154,6 +154,16 @@ class KFAC(torch.optim.Optimizer):
             return self._last_step
         return _read(self.param_groups[0]["lr"]) * self.preconditioner.last_nu
 
+    def __getstate__(self) -> dict[str, Any]:
+        # torch.optim.Optimizer pickles (and deep-copies) only its defaults, state and param
+        # groups; a KFAC without its preconditioner cannot step. The preconditioner holds the
+        # model, so a copy of the optimizer alone preconditions a copy of the model, and
+        # ``copy.deepcopy((model, optimizer))`` gives a pair that trains like the original.
+        state = super().__getstate__()
+        state["preconditioner"] = self.preconditioner
+        state["_last_step"] = self._last_step
+        return state
+
     def state_dict(self) -> dict[str, Any]:
         """The optimizer's state dict (momentum buffers) plus the preconditioner's under ``"kfac"``."""
         state = super().state_dict()
