@@ -20,7 +20,7 @@ def test_find_on_a_built_in_task_writes_table_png_and_json(tmp_path: Path) -> No
     out = tmp_path / "find"
     res = runner.invoke(app, ["find", "--task", "logreg-digits", "--optimizer", "adam", "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert "LR range test: logreg-digits, adam, for a constant schedule\n" in res.output  # one line
+    assert "LR range test: logreg-digits, adam, for a constant LR\n" in res.output  # one line
     for rule in ("steepest", "valley", "minimum/10", "slide", "lrkit"):
         assert rule in res.output
     assert "suggestion:" in res.output and "the 'lrkit' reading of the curve" in res.output

@@ -194,7 +194,7 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert fig.axes[0].get_xscale() == "log"
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "smoothed, seeds 1" in labels and "smoothed, seed 0" in labels
+    assert "smoothed, seed 1" in labels and "smoothed, seed 0" in labels
     one = find_lr(model, torch.optim.Adam(model.parameters()), F.cross_entropy, _batches())
     assert one.repeats == {} and "smoothed" in [
         t.get_text() for t in one.plot().axes[0].get_legend().get_texts()

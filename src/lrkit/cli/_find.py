@@ -109,7 +109,8 @@ def find(
         except ValueError as e:
             fail(str(e))
     # a heading of its own: a table's title wraps to the width of its two narrow columns
-    console.print(f"[bold]LR range test[/bold]: {the_task.name}, {optimizer}, for a {schedule} schedule")
+    target = {"constant": "a constant LR", "onecycle": "the peak of a one-cycle schedule"}[schedule]
+    console.print(f"[bold]LR range test[/bold]: {the_task.name}, {optimizer}, for {target}")
     table = Table()
     table.add_column("rule")
     table.add_column("suggested LR", justify="right")

@@ -176,8 +176,9 @@ class FinderResult:
             _plot_verification(below, verified)
         x = np.asarray(self.lrs)
         ax.plot(x, self.losses, color="0.75", linewidth=0.8, label="loss")
+        others = f"seed{'s' if len(self.repeats) > 1 else ''} {', '.join(map(str, self.repeats))}"
         for i, curve in enumerate(self.repeats.values()):
-            label = f"smoothed, seeds {', '.join(map(str, self.repeats))}" if i == 0 else None
+            label = f"smoothed, {others}" if i == 0 else None
             ax.plot(curve["lrs"], curve["smoothed"], color="C0", alpha=0.35, linewidth=1.0, label=label)
         first = f", seed {min(self.seeds)}" if self.repeats and self.seeds else ""
         ax.plot(x, self.smoothed, color="C0", linewidth=1.8, label=f"smoothed{first}")
