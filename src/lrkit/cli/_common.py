@@ -34,6 +34,15 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
+def duration(seconds: float) -> str:
+    """Seconds for a status line: two significant digits below one second, else tenths.
+
+    >>> duration(0.0437), duration(0.004), duration(12.345)
+    ('0.044 s', '0.004 s', '12.3 s')
+    """
+    return f"{seconds:.2g} s" if seconds < 1 else f"{seconds:.1f} s"
+
+
 def at_least_one(value: int | None) -> int | None:
     """Option callback: a count of steps in ``[1, 2**53)``; else exit status 2 with the value."""
     if value is not None and value < 1:

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperCommand
 
-from lrkit.cli._common import fail
+from lrkit.cli._common import duration, fail
 
 if TYPE_CHECKING:
     from lrkit.train import CompareResult
@@ -240,5 +240,5 @@ def compare(
             console.print(f"range test, {key}: {value:.3g}")
     paths = write_outputs(result, output, title)
     console.print(
-        f"{len(result.histories())} runs in {result.seconds:.1f} s; wrote " + ", ".join(map(str, paths))
+        f"{len(result.histories())} runs in {duration(result.seconds)}; wrote " + ", ".join(map(str, paths))
     )

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lrkit.cli._common import AmpOption, DeviceOption, fail, resolve_device
+from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, resolve_device
 
 
 def find(
@@ -121,7 +121,7 @@ def find(
     interval = f"{lo:.3g} .. {hi:.3g}" if math.isfinite(lo) and math.isfinite(hi) else "none"
     console.print(
         f"status: {result.status}; useful interval: {interval}; "
-        f"{result.steps} steps in {result.seconds:.1f} s"
+        f"{result.steps} steps in {duration(result.seconds)}"
     )
     if result.seeds:
         console.print(
@@ -132,7 +132,7 @@ def find(
         v = result.verification
         console.print(
             f"verified on {v.on}: {v.steps} steps each, "
-            f"{'trained together' if v.vectorized else 'one after the other'}, {v.seconds:.1f} s "
+            f"{'trained together' if v.vectorized else 'one after the other'}, {duration(v.seconds)} "
             "(std. error: of the difference from the best; a candidate within it is tied)"
         )
         console.print(_candidates(v))

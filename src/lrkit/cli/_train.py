@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lrkit.cli._common import AmpOption, DeviceOption, fail, resolve_device
+from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, resolve_device
 
 
 def _fmt(x: float) -> str:
@@ -101,7 +101,7 @@ def train(
     console.print(
         f"status: {history.status}; best val {the_task.metric} {_fmt(history.best_metric)} "
         f"(epoch {history.best_epoch}); final {_fmt(history.final_metric)}; "
-        f"test {_fmt(history.test_metric)}; {history.steps} steps in {history.seconds:.1f} s",
+        f"test {_fmt(history.test_metric)}; {history.steps} steps in {duration(history.seconds)}",
         highlight=False,
     )
     from lrkit.plot import plot_training
