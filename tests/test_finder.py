@@ -646,17 +646,17 @@ def _verify_both_ways(
     around: float,
     **kwargs: Any,
 ) -> dict[bool, Any]:
-    """`_verify` on a fresh `build()` (seeded 0), with the candidates trained together and one
+    """`verify_candidates` on a fresh `build()` (seeded 0), with the candidates trained together and one
     after the other; the two `Verification`s by `vectorize`."""
-    from lrkit.finder._api import _verify
     from lrkit.finder._snapshot import Snapshot
     from lrkit.finder._sweep import Batches, default_step
+    from lrkit.finder._verify import verify_candidates
 
     out = {}
     for vectorize in (True, False):
         torch.manual_seed(0)
         model, opt = build()
-        out[vectorize] = _verify(
+        out[vectorize] = verify_candidates(
             model,
             opt,
             Snapshot(model, opt),

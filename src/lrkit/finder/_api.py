@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time
@@ -14,126 +13,26 @@ import numpy as np
 import torch
 
 from lrkit._checks import positive_or_none
-from lrkit.finder._choice import candidate_grid, paired_scores, select
-from lrkit.finder._result import FinderResult, Verification
+from lrkit.finder._checks import check_inputs, verify_length
+from lrkit.finder._result import FinderResult
 from lrkit.finder._rules import FLAT_DECADES, RULES, below_divergence, progress_interval, rise, smooth
 from lrkit.finder._snapshot import Snapshot
 from lrkit.finder._sweep import (
     Batches,
     DivergenceMonitor,
     LossFn,
-    Replay,
     StepFn,
     Trace,
     default_step,
     run_steps,
-    val_pieces,
 )
-from lrkit.finder._vectorized import Unbatchable, supported, verify_stacked
-from lrkit.schedules import Schedule, constant, exponential, linear, onecycle
+from lrkit.finder._verify import verify_candidates
+from lrkit.schedules import Schedule, exponential, linear
 
-TARGETS = ("constant", "onecycle")
-#: Verification candidates span about this many decades on either side of the curve's suggestion.
-SPAN = 1.0
 #: The rule behind `FinderResult.suggestion`, per target schedule.
 TARGET_RULE = {"constant": "lrkit", "onecycle": "lrkit-peak"}
 #: Rules compared for the "rules disagree" warning.
 COMPARED = ("valley", "minimum/10", "slide", "lrkit")
-
-
-def _check_inputs(
-    model: Any,
-    optimizer: Any,
-    start_lr: float,
-    end_lr: float,
-    steps: int,
-    mode: str,
-    target: str,
-    accumulation: int,
-    seeds: int,
-    diverge: float,
-    scheduler: Any = None,
-    scaler: Any = None,
-) -> None:
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
-        raise ValueError(f"`model` ({type(model).__name__}) has no trainable parameters")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"`optimizer` must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    if getattr(type(optimizer), "learning_rate_free", False) is True:
-        raise ValueError(
-            f"`optimizer` is {type(optimizer).__name__}, which sets its own step size: its `lr` only "
-            "multiplies that step (default 1.0), and a range test over the multiplier misleads (a "
-            "sweep from tiny multipliers keeps the step it estimates tiny, and the suggestion may not "
-            "train at all); keep lr=1.0, or compare a few multipliers around 1 with lrkit.tune"
-        )
-    if _needs_closure(optimizer):
-        raise ValueError(
-            f"`optimizer` is {type(optimizer).__name__}, whose step() needs a closure that evaluates "
-            "the loss again (and may evaluate it many times per step); the range test takes one "
-            "step per batch after its own backward pass: use a first-order optimizer (SGD, Adam, ...)"
-        )
-    for name, obj, methods in (
-        ("scheduler", scheduler, ("state_dict", "load_state_dict")),
-        (
-            "scaler",
-            scaler,
-            ("is_enabled", "scale", "unscale_", "step", "update", "state_dict", "load_state_dict"),
-        ),
-    ):
-        missing = [m for m in methods if not callable(getattr(obj, m, None))]
-        if obj is not None and missing:
-            raise TypeError(
-                f"`{name}` must be None or an object with {', '.join(methods)} (a torch or lrkit "
-                f"{'LR scheduler' if name == 'scheduler' else 'torch.amp.GradScaler'}), got "
-                f"{type(obj).__name__} without {', '.join(missing)}"
-            )
-    in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
-    if not any(id(p) in in_opt for p in trainable):
-        raise ValueError("`optimizer` holds none of the model's trainable parameters")
-    for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ValueError(f"`{name}` must be a finite number > 0, got {name}={v!r}")
-    if start_lr >= end_lr:
-        raise ValueError(f"`start_lr` must be < `end_lr`, got start_lr={start_lr!r}, end_lr={end_lr!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 20:
-        raise ValueError(
-            f"`steps` must be an integer >= 20 (too few steps to read a curve), got steps={steps!r}"
-        )
-    if mode not in ("exp", "linear"):
-        raise ValueError(f"`mode` must be 'exp' or 'linear', got mode={mode!r}")
-    if target not in TARGETS:
-        raise ValueError(f"`target` must be one of {', '.join(TARGETS)}, got target={target!r}")
-    if isinstance(accumulation, bool) or not isinstance(accumulation, int) or accumulation < 1:
-        raise ValueError(f"`accumulation` must be an integer >= 1, got accumulation={accumulation!r}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"`seeds` must be an integer >= 1, got seeds={seeds!r}")
-    if not (0 < diverge <= 10):
-        raise ValueError(f"`diverge` must be in (0, 10], got diverge={diverge!r}")
-
-
-def _needs_closure(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether ``optimizer.step`` cannot be called without arguments (``torch.optim.LBFGS``)."""
-    try:
-        params = inspect.signature(optimizer.step).parameters.values()
-    except (TypeError, ValueError):  # no signature to read: assume it steps like torch's
-        return False
-    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return any(p.kind in plain and p.default is inspect.Parameter.empty for p in params)
-
-
-def _verify_length(verify_steps: int | None, train_steps: int | None, candidates: int, steps: int) -> int:
-    if verify_steps is not None:
-        return verify_steps
-    if train_steps is not None:
-        if isinstance(train_steps, bool) or not isinstance(train_steps, int) or train_steps < 1:
-            raise ValueError(f"`train_steps` must be an integer >= 1, got train_steps={train_steps!r}")
-        if not isinstance(candidates, int) or candidates < 1:
-            raise ValueError(f"`candidates` must be an integer >= 2, got candidates={candidates!r}")
-        return max(5, train_steps // candidates)
-    return steps
 
 
 def _progress(
@@ -280,7 +179,7 @@ def find_lr(
         result.plot("lr_find.png"); result.to_json("lr_find.json")
         schedule = result.schedule("onecycle", steps=10_000)
     """
-    _check_inputs(
+    check_inputs(
         model,
         optimizer,
         start_lr,
@@ -350,7 +249,7 @@ def find_lr(
             result.seconds = time.perf_counter() - t0
             if verify and math.isfinite(result.suggestion):
                 snap.restore()
-                result.verification = _verify(
+                result.verification = verify_candidates(
                     model,
                     optimizer,
                     snap,
@@ -358,7 +257,7 @@ def find_lr(
                     step_fn,
                     result.suggestion,
                     target=target,
-                    steps=_verify_length(verify_steps, train_steps, candidates, steps),
+                    steps=verify_length(verify_steps, train_steps, candidates, steps),
                     candidates=candidates,
                     val_loader=val_loader,
                     accumulation=accumulation,
@@ -469,120 +368,3 @@ def _combine(
     if spread > 0.3:
         w.append(f"suggestions vary by {spread:.2f} decades across seeds{hint}")
     return result
-
-
-def _verify(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    snap: Snapshot,
-    batches: Batches,
-    step_fn: StepFn,
-    suggestion: float,
-    *,
-    target: str,
-    steps: int,
-    candidates: int,
-    val_loader: Iterable[Any] | None,
-    accumulation: int,
-    scaler: Any,
-    amp: bool | torch.dtype,
-    seed: int,
-    loss_fn: LossFn | None = None,
-    train_steps: int | None = None,
-    vectorize: bool = True,
-    clip: float | None = None,
-) -> Verification:
-    """Train each candidate LR briefly from the snapshot and pick one (see `select`).
-
-    All candidates train at once (`verify_stacked`) when the model and optimizer allow it and the
-    batches are plain ``(inputs, target)`` without accumulation or AMP; else, or when vmap cannot
-    batch one of the model's operations (`Unbatchable`), one after the other.
-    """
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
-        raise ValueError(f"`candidates` must be an integer >= 2, got candidates={candidates!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
-        raise ValueError(f"`verify_steps` must be an integer >= 5, got verify_steps={steps!r}")
-    t0 = time.perf_counter()
-    lrs = candidate_grid(suggestion, candidates, SPAN)
-    rows: list[np.ndarray] = []
-    weights: np.ndarray | None = None
-    total = 0
-    shape = constant(1.0) if target == "constant" else onecycle(1.0, steps=steps, momentum_range=None)
-    stacked = (
-        vectorize
-        and loss_fn is not None
-        and accumulation == 1
-        and scaler is None
-        and amp is False
-        and supported(model, optimizer) is None
-    )
-    replay = Replay(batches)  # every candidate sees the same batches
-    if stacked:
-        assert loss_fn is not None  # for the type checker: implied by `stacked`
-        snap.restore()
-        torch.manual_seed(seed)
-        try:
-            samples, weights, per = verify_stacked(
-                model, optimizer, loss_fn, replay, lrs, shape, steps, val_loader, clip
-            )
-        except Unbatchable:
-            stacked = False
-        else:
-            rows = list(samples)
-            total = per * len(lrs)
-    tail = max(1, steps // 4)
-    for lr in [] if stacked else lrs:
-        snap.restore()
-        torch.manual_seed(seed)
-        replay.rewind()
-        trace = run_steps(
-            model,
-            optimizer,
-            lr * shape,
-            replay,
-            step_fn,
-            steps=steps,
-            accumulation=accumulation,
-            scaler=scaler,
-            amp=amp,
-            clip=clip,
-        )
-        total += trace.applied
-        if val_loader is not None:
-            row, sizes = (
-                ([math.inf], [1.0])
-                if trace.stopped_at is not None
-                else val_pieces(model, val_loader, step_fn, loss_fn, amp)
-            )
-        else:
-            row = [math.inf] if trace.stopped_at is not None else trace.losses[-tail:]
-            sizes = [1.0] * len(row)
-        if trace.stopped_at is None:
-            weights = np.asarray(sizes)
-        rows.append(np.asarray(row, dtype=np.float64))
-    scores, errors = _paired(rows, weights)
-    best, horizon = select(lrs, scores, errors, steps, train_steps)
-    chosen = suggestion if best is None else best * horizon
-    return Verification(
-        candidates=lrs,
-        scores=scores,
-        on="validation loss" if val_loader is not None else "training loss",
-        chosen=chosen,
-        steps=steps,
-        total_steps=total,
-        seconds=time.perf_counter() - t0,
-        vectorized=stacked,
-        best=math.nan if best is None else best,
-        horizon_factor=horizon,
-        errors=errors,
-    )
-
-
-def _paired(rows: list[np.ndarray], weights: np.ndarray | None) -> tuple[list[float], list[float]]:
-    """`paired_scores` over candidates whose runs may have failed (a row of one inf)."""
-    n = 1 if weights is None else len(weights)
-    full = np.full((len(rows), n), math.inf)
-    for k, row in enumerate(rows):
-        if row.shape == (n,) and np.all(np.isfinite(row)):
-            full[k] = row
-    return paired_scores(full, weights)

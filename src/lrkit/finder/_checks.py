@@ -1,0 +1,111 @@
+"""`find_lr`'s argument checks: each names the argument, the value and what was expected."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+
+#: The schedules a suggestion can be for.
+TARGETS = ("constant", "onecycle")
+
+
+def check_inputs(
+    model: Any,
+    optimizer: Any,
+    start_lr: float,
+    end_lr: float,
+    steps: int,
+    mode: str,
+    target: str,
+    accumulation: int,
+    seeds: int,
+    diverge: float,
+    scheduler: Any = None,
+    scaler: Any = None,
+) -> None:
+    """Raise `TypeError` or `ValueError` for the first of `find_lr`'s arguments that cannot
+    serve, before anything trains or is saved."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"`model` ({type(model).__name__}) has no trainable parameters")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"`optimizer` must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if getattr(type(optimizer), "learning_rate_free", False) is True:
+        raise ValueError(
+            f"`optimizer` is {type(optimizer).__name__}, which sets its own step size: its `lr` only "
+            "multiplies that step (default 1.0), and a range test over the multiplier misleads (a "
+            "sweep from tiny multipliers keeps the step it estimates tiny, and the suggestion may not "
+            "train at all); keep lr=1.0, or compare a few multipliers around 1 with lrkit.tune"
+        )
+    if needs_closure(optimizer):
+        raise ValueError(
+            f"`optimizer` is {type(optimizer).__name__}, whose step() needs a closure that evaluates "
+            "the loss again (and may evaluate it many times per step); the range test takes one "
+            "step per batch after its own backward pass: use a first-order optimizer (SGD, Adam, ...)"
+        )
+    for name, obj, methods in (
+        ("scheduler", scheduler, ("state_dict", "load_state_dict")),
+        (
+            "scaler",
+            scaler,
+            ("is_enabled", "scale", "unscale_", "step", "update", "state_dict", "load_state_dict"),
+        ),
+    ):
+        missing = [m for m in methods if not callable(getattr(obj, m, None))]
+        if obj is not None and missing:
+            raise TypeError(
+                f"`{name}` must be None or an object with {', '.join(methods)} (a torch or lrkit "
+                f"{'LR scheduler' if name == 'scheduler' else 'torch.amp.GradScaler'}), got "
+                f"{type(obj).__name__} without {', '.join(missing)}"
+            )
+    in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    if not any(id(p) in in_opt for p in trainable):
+        raise ValueError("`optimizer` holds none of the model's trainable parameters")
+    for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ValueError(f"`{name}` must be a finite number > 0, got {name}={v!r}")
+    if start_lr >= end_lr:
+        raise ValueError(f"`start_lr` must be < `end_lr`, got start_lr={start_lr!r}, end_lr={end_lr!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 20:
+        raise ValueError(
+            f"`steps` must be an integer >= 20 (too few steps to read a curve), got steps={steps!r}"
+        )
+    if mode not in ("exp", "linear"):
+        raise ValueError(f"`mode` must be 'exp' or 'linear', got mode={mode!r}")
+    if target not in TARGETS:
+        raise ValueError(f"`target` must be one of {', '.join(TARGETS)}, got target={target!r}")
+    if isinstance(accumulation, bool) or not isinstance(accumulation, int) or accumulation < 1:
+        raise ValueError(f"`accumulation` must be an integer >= 1, got accumulation={accumulation!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"`seeds` must be an integer >= 1, got seeds={seeds!r}")
+    if not (0 < diverge <= 10):
+        raise ValueError(f"`diverge` must be in (0, 10], got diverge={diverge!r}")
+
+
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` cannot be called without arguments (``torch.optim.LBFGS``)."""
+    try:
+        params = inspect.signature(optimizer.step).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: assume it steps like torch's
+        return False
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in plain and p.default is inspect.Parameter.empty for p in params)
+
+
+def verify_length(verify_steps: int | None, train_steps: int | None, candidates: int, steps: int) -> int:
+    """Optimizer steps per verified candidate: `verify_steps` if given, else a `candidates`-th
+    share of `train_steps` (at least 5), else the sweep's `steps`."""
+    if verify_steps is not None:
+        return verify_steps
+    if train_steps is not None:
+        if isinstance(train_steps, bool) or not isinstance(train_steps, int) or train_steps < 1:
+            raise ValueError(f"`train_steps` must be an integer >= 1, got train_steps={train_steps!r}")
+        if not isinstance(candidates, int) or candidates < 1:
+            raise ValueError(f"`candidates` must be an integer >= 2, got candidates={candidates!r}")
+        return max(5, train_steps // candidates)
+    return steps
