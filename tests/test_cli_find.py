@@ -146,7 +146,13 @@ def test_find_errors_are_clean() -> None:
     res = runner.invoke(app, ["find", "--task", "mlp-digits", "--optimizer", "sgdd"])
     assert res.exit_code == 2 and "momentum" in res.output
     res = runner.invoke(app, ["find", "--task", "mlp-digits", "--start-lr", "1", "--end-lr", "0.1"])
-    assert res.exit_code == 2 and "start_lr" in res.output
+    assert res.exit_code == 2 and "--start-lr must be < --end-lr, got --start-lr=1.0" in res.output
+    # the library's argument names are spoken as the options that set them
+    res = runner.invoke(app, ["find", "--task", "mlp-digits", "--schedule", "cosine"])
+    message = "--schedule must be one of constant, onecycle, got --schedule='cosine'"
+    assert res.exit_code == 2 and message in res.output
+    res = runner.invoke(app, ["find", "--task", "mlp-digits", "--seeds", "0"])
+    assert res.exit_code == 2 and "--seeds must be an integer >= 1, got --seeds=0" in res.output
     for device, message in (
         ("gpu0", "--device must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'gpu0'"),
         ("cuda:99", "--device 'cuda:99' is not available here"),
@@ -181,7 +187,7 @@ def test_find_clips_gradients_as_the_training_does(tmp_path: Path) -> None:
     assert raw.status == "diverged" and clipped.status != "diverged"
     assert clipped.suggestion > 3 * raw.suggestion
     res = runner.invoke(app, ["find", "--task", "mlp-digits", "--clip-grad-norm", "0"])
-    assert res.exit_code == 2 and "`clip_grad_norm` must be a finite number > 0" in res.output
+    assert res.exit_code == 2 and "--clip-grad-norm must be a finite number > 0" in res.output
 
 
 def test_the_candidates_table_marks_the_one_taken_the_ties_and_the_diverged() -> None:

@@ -188,7 +188,7 @@ def test_train_clips_gradients(tmp_path: Path) -> None:
         (["train", "--task", TASK, "--device", "gpu0"], "--device must name a torch device"),
         (["train", "--task", TASK, "--device", "cuda:99"], "--device 'cuda:99' is not available here"),
         (["train", "--task", TASK, "--device", "meta"], "--device must hold real data"),
-        (["train", "--task", TASK, "--clip-grad-norm", "-1"], "`clip_grad_norm` must be a finite number > 0"),
+        (["train", "--task", TASK, "--clip-grad-norm", "-1"], "--clip-grad-norm must be a finite number > 0"),
         (["explain", "--task", "nope"], "unknown task"),
         (["explain", "--task", TASK, "--optimizer", "adamx"], "unknown optimizer 'adamx'"),
     ],

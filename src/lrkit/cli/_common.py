@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -41,6 +42,19 @@ def duration(seconds: float) -> str:
     ('0.044 s', '0.004 s', '12.3 s')
     """
     return f"{seconds:.2g} s" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def in_flags(message: str, flags: dict[str, str]) -> str:
+    """A library error in the command line's words: each argument named in `flags` (as
+    ```name``` or ``name=``) becomes its option.
+
+    >>> in_flags("`start_lr` must be < `end_lr`, got start_lr=1, end_lr=0.1",
+    ...          {"start_lr": "--start-lr", "end_lr": "--end-lr"})
+    '--start-lr must be < --end-lr, got --start-lr=1, --end-lr=0.1'
+    """
+    for name, flag in flags.items():
+        message = re.sub(rf"`{name}`|\b{name}(?==)", flag, message)
+    return message
 
 
 def at_least_one(value: int | None) -> int | None:

@@ -12,7 +12,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, resolve_device
+from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, in_flags, resolve_device
+
+#: `find_lr`'s arguments that `lrkit find` sets from an option, by the option's name.
+FLAGS = {
+    "start_lr": "--start-lr",
+    "end_lr": "--end-lr",
+    "steps": "--steps",
+    "seeds": "--seeds",
+    "target": "--schedule",
+    "clip_grad_norm": "--clip-grad-norm",
+}
 
 
 def find(
@@ -107,7 +117,7 @@ def find(
                     on_step=advance,
                 )
         except ValueError as e:
-            fail(str(e))
+            fail(in_flags(str(e), FLAGS))
     # a heading of its own: a table's title wraps to the width of its two narrow columns
     target = {"constant": "a constant LR", "onecycle": "the peak of a one-cycle schedule"}[schedule]
     console.print(f"[bold]LR range test[/bold]: {the_task.name}, {optimizer}, for {target}")

@@ -12,7 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, resolve_device
+from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, in_flags, resolve_device
+
+#: `fit`'s arguments that `lrkit train` sets from an option, by the option's name.
+FLAGS = {"clip_grad_norm": "--clip-grad-norm", "epochs": "--epochs"}
 
 
 def _fmt(x: float) -> str:
@@ -82,7 +85,7 @@ def train(
             clip_grad_norm=clip_grad_norm,
         )  # fmt: skip
     except ValueError as e:
-        fail(str(e))
+        fail(in_flags(str(e).removeprefix("fit: "), FLAGS))
 
     console = Console()
     table = Table(title=f"lrkit train: {the_task.name}, {optimizer}, {schedule}")
