@@ -950,6 +950,32 @@ def test_verification_is_on_by_default_with_validation_data_and_stays_within_bud
     assert off.verification is None and off.suggestion == off.suggestions["lrkit"]
     with pytest.raises(ValueError, match="`train_steps` must be an integer >= 1"):
         find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, train_steps=0)
+    # a verification that cannot be done as asked is refused before the sweep, not after it
+    calls = []
+    for kwargs, message in (
+        (
+            {"train_steps": 24},
+            r"`train_steps` must be >= 25 to verify 5 candidates within it .*got train_steps=24",
+        ),
+        ({"train_steps": 24, "candidates": 4}, None),
+        ({"verify_steps": 4}, r"`verify_steps` must be an integer >= 5, got verify_steps=4"),
+        ({"candidates": 1}, r"`candidates` must be an integer >= 2, got candidates=1"),
+    ):
+        if message is None:
+            r = find_lr(model, opt, F.cross_entropy, _batches(), val_loader=val, **kwargs)
+            assert r.verification is not None and r.verification.steps == 6
+            continue
+        with pytest.raises(ValueError, match=message):
+            find_lr(
+                model,
+                opt,
+                F.cross_entropy,
+                _batches(),
+                val_loader=val,
+                on_step=lambda done, total: calls.append(done),
+                **kwargs,
+            )
+    assert calls == []  # no sweep step was taken
 
 
 def test_selection_takes_the_smallest_lr_within_one_standard_error_and_corrects_for_short_runs() -> None:

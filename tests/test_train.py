@@ -388,3 +388,15 @@ def test_ready_optimizer_amp_and_progress(capsys: pytest.CaptureFixture[str]) ->
 def test_fit_validates_its_arguments(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         fit(Noise(), **{"epochs": 1, **kwargs})
+
+
+def test_range_test_on_a_run_shorter_than_the_verification_needs() -> None:
+    # 4 steps an epoch: one epoch cannot give five candidates 5 steps each, which find_lr refuses
+    # when asked directly; the automatic range test (compare and tune with "auto") trains them 5
+    # steps each all the same (its result says so), with no correction for the length
+    from lrkit.train import range_test
+
+    r = range_test(Noise(), "adam", epochs=1)
+    assert r.verification is not None and r.verification.steps == 5
+    assert r.verification.horizon_factor == 1.0
+    assert range_test(Noise(), "adam", epochs=10).verification.steps == 40 // 5

@@ -72,6 +72,7 @@ def find(
     from lrkit import optim
     from lrkit.finder import find_lr
     from lrkit.tasks import TaskError, load
+    from lrkit.train._range import CANDIDATES, verify_steps_for
 
     torch.set_num_threads(1)
     dev = resolve_device(device)
@@ -82,6 +83,7 @@ def find(
         opt = optim.make(optimizer, model)
     except (TaskError, ValueError) as e:
         fail(str(e))
+    run_length = the_task.epochs * the_task.steps_per_epoch()  # the training verification fits in
     console = Console()
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -113,7 +115,9 @@ def find(
                     clip_grad_norm=clip_grad_norm,
                     verify=verify,
                     val_loader=the_task.loader(seed, split="val") if verify else None,
-                    train_steps=the_task.epochs * the_task.steps_per_epoch() if verify else None,
+                    train_steps=run_length if verify else None,
+                    candidates=CANDIDATES,
+                    verify_steps=verify_steps_for(run_length) if verify else None,
                     on_step=advance,
                 )
         except ValueError as e:

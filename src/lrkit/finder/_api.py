@@ -159,8 +159,9 @@ def find_lr(
             Default: verify when `val_loader` is given.
         train_steps: the length of the training you plan, in optimizer steps. Verification then
             spends at most that much in all (each candidate trains ``train_steps // candidates``
-            steps, under a one-cycle compressed to that length for ``target="onecycle"``).
-        verify_steps: steps per candidate (overrides `train_steps`; default `steps`).
+            steps, under a one-cycle compressed to that length for ``target="onecycle"``); it
+            must leave each candidate at least 5 steps.
+        verify_steps: steps per candidate, >= 5 (overrides `train_steps`; default `steps`).
         candidates: how many LRs verification trains (>= 2).
         vectorize: train the candidates together, as one stacked model under `torch.func.vmap`,
             where the model and optimizer allow it (see `lrkit.finder._vectorized`); they then
@@ -209,6 +210,9 @@ def find_lr(
         if loss_fn is None:
             raise ValueError("give `loss_fn` (for (inputs, target) batches) or `step_fn`")
         step_fn = default_step(loss_fn)
+    if verify is None:
+        verify = val_loader is not None
+    per_candidate = verify_length(verify_steps, train_steps, candidates, steps) if verify else 0
     # the test trains: gradients on, also when the caller is under no_grad or inference_mode
     with torch.inference_mode(False), torch.enable_grad():
         t0 = time.perf_counter()
@@ -242,8 +246,6 @@ def find_lr(
                 picks, sm, status = _read(trace, target, smooth_width)
                 readings.append((picks, sm, status))
                 per_seed[seed + k] = picks[TARGET_RULE[target]]
-            if verify is None:
-                verify = val_loader is not None
             result = _combine(traces, readings, per_seed, target, seeds, bool(verify))
             result.steps = sum(t.applied for t in traces)
             result.seconds = time.perf_counter() - t0
@@ -257,7 +259,7 @@ def find_lr(
                     step_fn,
                     result.suggestion,
                     target=target,
-                    steps=verify_length(verify_steps, train_steps, candidates, steps),
+                    steps=per_candidate,
                     candidates=candidates,
                     val_loader=val_loader,
                     accumulation=accumulation,

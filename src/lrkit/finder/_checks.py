@@ -10,6 +10,8 @@ import torch
 
 #: The schedules a suggestion can be for.
 TARGETS = ("constant", "onecycle")
+#: The fewest optimizer steps a verified candidate trains.
+MIN_VERIFY_STEPS = 5
 
 
 def check_inputs(
@@ -99,13 +101,27 @@ def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
 
 def verify_length(verify_steps: int | None, train_steps: int | None, candidates: int, steps: int) -> int:
     """Optimizer steps per verified candidate: `verify_steps` if given, else a `candidates`-th
-    share of `train_steps` (at least 5), else the sweep's `steps`."""
+    share of `train_steps`, else the sweep's `steps`; checked before anything trains (a
+    candidate needs at least `MIN_VERIFY_STEPS` to be ranked)."""
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
+        raise ValueError(f"`candidates` must be an integer >= 2, got candidates={candidates!r}")
     if verify_steps is not None:
+        whole = isinstance(verify_steps, int) and not isinstance(verify_steps, bool)
+        if not whole or verify_steps < MIN_VERIFY_STEPS:
+            raise ValueError(
+                f"`verify_steps` must be an integer >= {MIN_VERIFY_STEPS}, got verify_steps={verify_steps!r}"
+            )
         return verify_steps
     if train_steps is not None:
         if isinstance(train_steps, bool) or not isinstance(train_steps, int) or train_steps < 1:
             raise ValueError(f"`train_steps` must be an integer >= 1, got train_steps={train_steps!r}")
-        if not isinstance(candidates, int) or candidates < 1:
-            raise ValueError(f"`candidates` must be an integer >= 2, got candidates={candidates!r}")
-        return max(5, train_steps // candidates)
+        least = MIN_VERIFY_STEPS * candidates
+        if train_steps < least:
+            raise ValueError(
+                f"`train_steps` must be >= {least} to verify {candidates} candidates within it "
+                f"({MIN_VERIFY_STEPS} steps each at least), got train_steps={train_steps}: give fewer "
+                "`candidates`, set `verify_steps` (the verification then costs more than the training), "
+                "or verify=False"
+            )
+        return train_steps // candidates
     return steps

@@ -46,12 +46,9 @@ def verify_candidates(
 
     All candidates train at once (`verify_stacked`) when the model and optimizer allow it and the
     batches are plain ``(inputs, target)`` without accumulation or AMP; else, or when vmap cannot
-    batch one of the model's operations (`Unbatchable`), one after the other.
+    batch one of the model's operations (`Unbatchable`), one after the other. `candidates` and
+    `steps` are `find_lr`'s, checked by `verify_length`.
     """
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
-        raise ValueError(f"`candidates` must be an integer >= 2, got candidates={candidates!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
-        raise ValueError(f"`verify_steps` must be an integer >= 5, got verify_steps={steps!r}")
     t0 = time.perf_counter()
     lrs = candidate_grid(suggestion, candidates, SPAN)
     rows: list[np.ndarray] = []

@@ -10,7 +10,22 @@ from lrkit.tasks import Task
 if TYPE_CHECKING:
     from lrkit.finder import FinderResult
 
-__all__ = ["range_test"]
+__all__ = ["range_test", "verify_steps_for"]
+
+#: Candidates verified (`find_lr`'s default).
+CANDIDATES = 5
+
+
+def verify_steps_for(total: int) -> int:
+    """Steps per verified candidate for a training of `total` optimizer steps: the
+    `CANDIDATES` share its steps, or train 5 each (`find_lr`'s least) when it is too short.
+
+    >>> verify_steps_for(1000), verify_steps_for(12)
+    (200, 5)
+    """
+    from lrkit.finder._checks import MIN_VERIFY_STEPS
+
+    return max(MIN_VERIFY_STEPS, total // CANDIDATES)
 
 
 def range_test(
@@ -20,7 +35,9 @@ def range_test(
 
     The candidates are verified on the task's validation split within the budget of one training
     run of `epochs` epochs (default: ``task.epochs``), for a `target` of ``"constant"`` or
-    ``"onecycle"`` (its peak). The finder's warnings are left out; they are in the result.
+    ``"onecycle"`` (its peak); a run too short to give each of the five candidates 5 steps has
+    them train 5 steps each all the same. The finder's warnings are left out; they are in the
+    result.
 
     >>> from lrkit.tasks import get
     >>> r = range_test(get("logreg-digits"), "adam", epochs=2)
@@ -33,6 +50,7 @@ def range_test(
     from lrkit.finder import find_lr
 
     n = task.epochs if epochs is None else epochs
+    total = n * task.steps_per_epoch()
     torch.manual_seed(seed)
     model = task.model(seed)
     opt = optim.make(optimizer, model)
@@ -46,5 +64,7 @@ def range_test(
             target=target,
             seed=seed,
             val_loader=task.loader(seed, split="val"),
-            train_steps=n * task.steps_per_epoch(),
+            train_steps=total,
+            candidates=CANDIDATES,
+            verify_steps=verify_steps_for(total),
         )
