@@ -639,6 +639,29 @@ def test_schedule_from_constant_result() -> None:
     assert r.schedule("constant") == constant(r.suggestion)
 
 
+def test_a_schedule_for_the_other_target_takes_its_own_reading_or_is_refused(tmp_path: Path) -> None:
+    """A constant LR and a one-cycle peak are different answers: an unverified result gives each
+    kind the curve's reading for it; a verified one refuses the kind it was not verified for."""
+    model = _model()
+    opt = torch.optim.Adam(model.parameters())
+    flat = find_lr(model, opt, F.cross_entropy, _batches())
+    peak = find_lr(model, opt, F.cross_entropy, _batches(), target="onecycle")
+    assert flat.suggestions["lrkit-peak"] > flat.suggestion
+    cycle = flat.schedule("onecycle", steps=100)
+    assert isinstance(cycle, OneCycle) and cycle.lr == flat.suggestions["lrkit-peak"]
+    assert peak.schedule("constant") == constant(peak.suggestions["lrkit"])
+    assert peak.schedule("constant").lr < peak.suggestion
+    verified = find_lr(model, opt, F.cross_entropy, _batches(), val_loader=_val(), verify_steps=10)
+    assert verified.schedule("constant") == constant(verified.suggestion)
+    with pytest.raises(ValueError, match=r"verified for target='constant'.*target='onecycle'"):
+        verified.schedule("onecycle", steps=100)
+    with pytest.raises(ValueError, match="`kind` must be 'auto', 'constant', 'onecycle' or 'cyclic'"):
+        verified.schedule("cosine")
+    verified.to_json(tmp_path / "r.json")
+    again = FinderResult.from_json(tmp_path / "r.json")
+    assert again.suggestion == verified.suggestion and again.verification == verified.verification
+
+
 def _verify_both_ways(
     build: Callable[[], tuple[torch.nn.Module, torch.optim.Optimizer]],
     train: list[Any],

@@ -14,7 +14,7 @@ import torch
 
 from lrkit._checks import positive_or_none
 from lrkit.finder._checks import check_inputs, verify_length
-from lrkit.finder._result import FinderResult
+from lrkit.finder._result import TARGET_RULE, FinderResult
 from lrkit.finder._rules import FLAT_DECADES, RULES, below_divergence, progress_interval, rise, smooth
 from lrkit.finder._snapshot import Snapshot
 from lrkit.finder._sweep import (
@@ -29,8 +29,6 @@ from lrkit.finder._sweep import (
 from lrkit.finder._verify import verify_candidates
 from lrkit.schedules import Schedule, exponential, linear
 
-#: The rule behind `FinderResult.suggestion`, per target schedule.
-TARGET_RULE = {"constant": "lrkit", "onecycle": "lrkit-peak"}
 #: Rules compared for the "rules disagree" warning.
 COMPARED = ("valley", "minimum/10", "slide", "lrkit")
 

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 FORMAT = "lrkit.FinderResult/1"
+#: The rule behind `FinderResult.suggestion`, per target schedule.
+TARGET_RULE = {"constant": "lrkit", "onecycle": "lrkit-peak"}
+_WHAT = {"constant": "a constant LR", "onecycle": "the peak of a one-cycle schedule"}
 
 
 @dataclass
@@ -85,30 +88,50 @@ class FinderResult:
     def schedule(self, kind: str = "auto", *, steps: int | None = None) -> Schedule:
         """A schedule that uses what the test found.
 
+        A constant LR and the peak of a one-cycle schedule are different answers (the peak is
+        reached after a warmup and held briefly, so it may be higher). A `kind` that is the
+        result's `target` takes the `suggestion`; the other one takes the curve's reading for it
+        (``suggestions["lrkit"]`` or ``suggestions["lrkit-peak"]``) when the suggestion is that
+        reading, and is refused when verification chose the suggestion for `target`, since its
+        candidates trained under the target's schedule.
+
         Args:
-            kind: ``"constant"`` (the suggestion), ``"onecycle"`` (the suggestion as its peak;
-                needs `steps`), ``"cyclic"`` (Smith's bounds: the interval, with a half-cycle of
-                ``steps // 8`` or 2000 steps), or ``"auto"`` (the result's `target`).
+            kind: ``"constant"``, ``"onecycle"`` (the LR as its peak; needs `steps`),
+                ``"cyclic"`` (Smith's bounds: the interval, with a half-cycle of ``steps // 8``
+                or 2000 steps), or ``"auto"`` (the result's `target`).
             steps: the training length in optimizer steps (one-cycle and cyclic).
         """
+        if kind not in ("auto", *TARGET_RULE, "cyclic"):
+            raise ValueError(f"`kind` must be 'auto', 'constant', 'onecycle' or 'cyclic', got kind={kind!r}")
         if not (math.isfinite(self.suggestion) and self.suggestion > 0):
             raise ValueError(
                 f"the range test found no usable LR (status={self.status!r}); no schedule to build"
             )
         kind = self.target if kind == "auto" else kind
-        if kind == "constant":
-            return constant(self.suggestion)
-        if kind == "onecycle":
-            if steps is None:
-                raise ValueError("schedule(kind='onecycle') needs `steps`, the training length")
-            return onecycle(self.suggestion, steps=steps)
         if kind == "cyclic":
             lo, hi = self.interval
             if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
                 raise ValueError(f"no usable interval for a cyclic schedule: {self.interval}")
             half = max(1, steps // 8) if steps is not None else 2000
             return cyclic(lo, hi, half=half)
-        raise ValueError(f"`kind` must be 'auto', 'constant', 'onecycle' or 'cyclic', got kind={kind!r}")
+        lr = self.suggestion
+        if kind != self.target:
+            rule = TARGET_RULE[kind]
+            if self.verification is not None:
+                raise ValueError(
+                    f"schedule(kind={kind!r}): this result's suggestion ({self.suggestion:.3g}) was "
+                    f"verified for target={self.target!r}, and {_WHAT[kind]} is a different answer: "
+                    f"run find_lr(..., target={kind!r}), or take the curve's unverified reading "
+                    f"suggestions[{rule!r}] ({self.suggestions.get(rule, math.nan):.3g}) yourself"
+                )
+            lr = self.suggestions.get(rule, math.nan)
+            if not (math.isfinite(lr) and lr > 0):
+                raise ValueError(f"the range test found no usable LR for {_WHAT[kind]} ({rule}: {lr})")
+        if kind == "constant":
+            return constant(lr)
+        if steps is None:
+            raise ValueError("schedule(kind='onecycle') needs `steps`, the training length")
+        return onecycle(lr, steps=steps)
 
     # -- serialization --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +146,11 @@ class FinderResult:
         if path is not None:
             Path(path).write_text(text + "\n")
         return text
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> FinderResult:
+        """Read a result that `to_json` wrote to `path`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FinderResult:
