@@ -45,8 +45,8 @@ def duration(seconds: float) -> str:
 
 
 def in_flags(message: str, flags: dict[str, str]) -> str:
-    """A library error in the command line's words: each argument named in `flags` (as
-    ```name``` or ``name=``) becomes its option.
+    """A library error in the command line's words: each argument named in `flags` (in
+    backquotes, or as ``name=``) becomes its option.
 
     >>> in_flags("`start_lr` must be < `end_lr`, got start_lr=1, end_lr=0.1",
     ...          {"start_lr": "--start-lr", "end_lr": "--end-lr"})

@@ -90,10 +90,10 @@ class FinderResult:
 
         A constant LR and the peak of a one-cycle schedule are different answers (the peak is
         reached after a warmup and held briefly, so it may be higher). A `kind` that is the
-        result's `target` takes the `suggestion`; the other one takes the curve's reading for it
-        (``suggestions["lrkit"]`` or ``suggestions["lrkit-peak"]``) when the suggestion is that
-        reading, and is refused when verification chose the suggestion for `target`, since its
-        candidates trained under the target's schedule.
+        result's `target` takes the `suggestion`. The other kind takes the curve's reading for
+        it (``suggestions["lrkit"]`` or ``suggestions["lrkit-peak"]``) when the result was not
+        verified, and is refused when it was: verification trained its candidates under the
+        target's schedule, and chose the suggestion for that schedule only.
 
         Args:
             kind: ``"constant"``, ``"onecycle"`` (the LR as its peak; needs `steps`),
