@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrkit.finder._sweep import modes_now
+
 
 def _to_cpu(obj: Any) -> Any:
     """A deep copy with every tensor copied to the CPU (never aliasing the original)."""
@@ -77,7 +79,7 @@ class Snapshot:
         self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
         # plain numbers: the scale, the growth and backoff factors and the growth tracker
         self._scaler_state = None if self.scaler is None else copy.deepcopy(self.scaler.state_dict())
-        self._modes = [m.training for m in model.modules()]
+        self._restore_modes = modes_now(model)
         self._python_rng = random.getstate()
         self._numpy_rng = np.random.get_state()
         state: dict[str, Any] = {
@@ -125,8 +127,7 @@ class Snapshot:
                     p.grad.copy_(g)
                 else:
                     p.grad = g.to(p.device, copy=True)
-        for m, mode in zip(self.model.modules(), self._modes, strict=True):
-            m.training = mode
+        self._restore_modes()
         self._restore_optimizer(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(copy.deepcopy(state["scheduler"]))

@@ -217,19 +217,28 @@ def _autocast(model: torch.nn.Module, amp: bool | torch.dtype) -> contextlib.Abs
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def train_modes(model: torch.nn.Module) -> Callable[[], None]:
-    """A function that puts `model` in the modes it trains in: the modes its submodules have now,
-    as the caller set them for training (a frozen BatchNorm in eval mode stays in eval mode), or
-    train mode throughout when every submodule is in eval mode (a model that was just evaluated)."""
+def modes_now(model: torch.nn.Module) -> Callable[[], None]:
+    """A function that puts every submodule of `model` back in the train/eval mode it has now."""
     modes = [(m, m.training) for m in model.modules()]
-    if not any(training for _, training in modes):
-        modes = [(m, True) for m, _ in modes]
 
     def apply() -> None:
         for m, training in modes:
             m.training = training
 
     return apply
+
+
+def train_modes(model: torch.nn.Module) -> Callable[[], None]:
+    """A function that puts `model` in the modes it trains in: the modes its submodules have now,
+    as the caller set them for training (a frozen BatchNorm in eval mode stays in eval mode), or
+    train mode throughout when every submodule is in eval mode (a model that was just evaluated)."""
+    if any(m.training for m in model.modules()):
+        return modes_now(model)
+
+    def train() -> None:
+        model.train()
+
+    return train
 
 
 def run_steps(
@@ -346,7 +355,7 @@ def val_pieces(
     each batch is one piece (``step_fn(model, batch)``). Returns the piece losses and their sizes
     (examples; 1 per batch when not split); their weighted mean is the loss over the data.
     """
-    modes = [(m, m.training) for m in model.modules()]
+    restore_modes = modes_now(model)
     model.eval()
     losses: list[float] = []
     sizes: list[float] = []
@@ -369,8 +378,7 @@ def val_pieces(
                     losses.append(float(loss_fn(out[sl], y[sl]).detach().float()))
                     sizes.append(float(sl.stop - sl.start))
     finally:
-        for m, training in modes:
-            m.training = training
+        restore_modes()
     if not losses:
         raise ValueError("`val_loader` yielded no batches")
     return losses, sizes
