@@ -71,8 +71,9 @@ def find(
 
     from lrkit import optim
     from lrkit.finder import find_lr
+    from lrkit.finder._checks import verify_steps_for
+    from lrkit.finder._result import TARGET_WORDS
     from lrkit.tasks import TaskError, load
-    from lrkit.train._range import CANDIDATES, verify_steps_for
 
     torch.set_num_threads(1)
     dev = resolve_device(device)
@@ -115,16 +116,14 @@ def find(
                     clip_grad_norm=clip_grad_norm,
                     verify=verify,
                     val_loader=the_task.loader(seed, split="val") if verify else None,
-                    train_steps=run_length if verify else None,
-                    candidates=CANDIDATES,
-                    verify_steps=verify_steps_for(run_length) if verify else None,
+                    train_steps=run_length,
+                    verify_steps=verify_steps_for(run_length),
                     on_step=advance,
                 )
         except ValueError as e:
             fail(in_flags(str(e), FLAGS))
     # a heading of its own: a table's title wraps to the width of its two narrow columns
-    target = {"constant": "a constant LR", "onecycle": "the peak of a one-cycle schedule"}[schedule]
-    console.print(f"[bold]LR range test[/bold]: {the_task.name}, {optimizer}, for {target}")
+    console.print(f"[bold]LR range test[/bold]: {the_task.name}, {optimizer}, for {TARGET_WORDS[schedule]}")
     table = Table()
     table.add_column("rule")
     table.add_column("suggested LR", justify="right")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from lrkit._checks import positive_or_none
-from lrkit.finder._checks import check_inputs, verify_length
+from lrkit.finder._checks import CANDIDATES, check_inputs, verify_length
 from lrkit.finder._result import TARGET_RULE, FinderResult
 from lrkit.finder._rules import FLAT_DECADES, RULES, below_divergence, progress_interval, rise, smooth
 from lrkit.finder._snapshot import Snapshot
@@ -92,7 +92,7 @@ def find_lr(
     val_loader: Iterable[Any] | None = None,
     train_steps: int | None = None,
     verify_steps: int | None = None,
-    candidates: int = 5,
+    candidates: int = CANDIDATES,
     vectorize: bool = True,
     diverge: float = 0.5,
     smooth_width: float = 0.05,

@@ -12,6 +12,8 @@ import torch
 TARGETS = ("constant", "onecycle")
 #: The fewest optimizer steps a verified candidate trains.
 MIN_VERIFY_STEPS = 5
+#: How many candidate LRs verification trains by default.
+CANDIDATES = 5
 
 
 def check_inputs(
@@ -125,3 +127,14 @@ def verify_length(verify_steps: int | None, train_steps: int | None, candidates:
             )
         return train_steps // candidates
     return steps
+
+
+def verify_steps_for(train_steps: int, candidates: int = CANDIDATES) -> int:
+    """Steps per verified candidate for a training of `train_steps` optimizer steps, for callers
+    that verify whatever the training's length: the `candidates` share its steps, or train
+    `MIN_VERIFY_STEPS` each when it is too short for that.
+
+    >>> verify_steps_for(1000), verify_steps_for(12)
+    (200, 5)
+    """
+    return max(MIN_VERIFY_STEPS, train_steps // candidates)

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 FORMAT = "lrkit.FinderResult/1"
 #: The rule behind `FinderResult.suggestion`, per target schedule.
 TARGET_RULE = {"constant": "lrkit", "onecycle": "lrkit-peak"}
-_WHAT = {"constant": "a constant LR", "onecycle": "the peak of a one-cycle schedule"}
+#: What the suggestion is, per target schedule, in words.
+TARGET_WORDS = {"constant": "a constant LR", "onecycle": "the peak of a one-cycle schedule"}
 
 
 @dataclass
@@ -120,13 +121,13 @@ class FinderResult:
             if self.verification is not None:
                 raise ValueError(
                     f"schedule(kind={kind!r}): this result's suggestion ({self.suggestion:.3g}) was "
-                    f"verified for target={self.target!r}, and {_WHAT[kind]} is a different answer: "
+                    f"verified for target={self.target!r}, and {TARGET_WORDS[kind]} is a different answer: "
                     f"run find_lr(..., target={kind!r}), or take the curve's unverified reading "
                     f"suggestions[{rule!r}] ({self.suggestions.get(rule, math.nan):.3g}) yourself"
                 )
             lr = self.suggestions.get(rule, math.nan)
             if not (math.isfinite(lr) and lr > 0):
-                raise ValueError(f"the range test found no usable LR for {_WHAT[kind]} ({rule}: {lr})")
+                raise ValueError(f"the range test found no usable LR for {TARGET_WORDS[kind]} ({rule}: {lr})")
         if kind == "constant":
             return constant(lr)
         if steps is None:

@@ -10,22 +10,7 @@ from lrkit.tasks import Task
 if TYPE_CHECKING:
     from lrkit.finder import FinderResult
 
-__all__ = ["range_test", "verify_steps_for"]
-
-#: Candidates verified (`find_lr`'s default).
-CANDIDATES = 5
-
-
-def verify_steps_for(total: int) -> int:
-    """Steps per verified candidate for a training of `total` optimizer steps: the
-    `CANDIDATES` share its steps, or train 5 each (`find_lr`'s least) when it is too short.
-
-    >>> verify_steps_for(1000), verify_steps_for(12)
-    (200, 5)
-    """
-    from lrkit.finder._checks import MIN_VERIFY_STEPS
-
-    return max(MIN_VERIFY_STEPS, total // CANDIDATES)
+__all__ = ["range_test"]
 
 
 def range_test(
@@ -48,6 +33,7 @@ def range_test(
 
     from lrkit import optim
     from lrkit.finder import find_lr
+    from lrkit.finder._checks import verify_steps_for
 
     n = task.epochs if epochs is None else epochs
     total = n * task.steps_per_epoch()
@@ -65,6 +51,5 @@ def range_test(
             seed=seed,
             val_loader=task.loader(seed, split="val"),
             train_steps=total,
-            candidates=CANDIDATES,
             verify_steps=verify_steps_for(total),
         )
