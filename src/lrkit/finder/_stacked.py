@@ -54,6 +54,13 @@ class _Group:
     def group_lrs(self, factor: float) -> list[float]:
         return [self.scale * (lr * factor) for lr in self.lrs]
 
+    def descend(self, d_views: list[torch.Tensor], lrs: list[float]) -> None:
+        """``param.add_(d, alpha=-lr)`` for each candidate with its own scalar `lrs` entry (torch's
+        rounding, which a tensor of LRs would not give), `d_views` in the order of `views`."""
+        k = len(lrs)
+        for c, lr in enumerate(lrs):
+            torch._foreach_add_(self.p_views[c::k], d_views[c::k], alpha=-lr)
+
     def with_decay(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
         """The gradients plus L2 weight decay (``grad + wd * param``), as torch adds it."""
         return list(torch._foreach_add(grads, self.params, alpha=self.wd)) if self.wd else grads
@@ -104,9 +111,7 @@ class _Sgd(_Group):
                 d_views = self.buf_views
         if d_views is None:
             d_views = self.views(d)
-        k = len(self.lrs)
-        for c, lr in enumerate(self.group_lrs(factor)):  # param.add_(d, alpha=-lr), per candidate
-            torch._foreach_add_(self.p_views[c::k], d_views[c::k], alpha=-lr)
+        self.descend(d_views, self.group_lrs(factor))
 
 
 class _Adam(_Group):
@@ -170,9 +175,7 @@ class _Rmsprop(_Group):
         if self.momentum > 0:
             torch._foreach_mul_(self.buf, self.momentum)
             torch._foreach_addcdiv_(self.buf, d, avg)
-            k = len(self.lrs)
-            for c, lr in enumerate(lrs):  # param.add_(buf, alpha=-lr), one candidate at a time
-                torch._foreach_add_(self.p_views[c::k], self.buf_views[c::k], alpha=-lr)
+            self.descend(self.buf_views, lrs)
         else:
             torch._foreach_addcdiv_(self.p_views, self.views(d), views, self.per_view([-lr for lr in lrs]))
 
