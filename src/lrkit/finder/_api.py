@@ -131,7 +131,8 @@ def find_lr(
         scheduler: the LR scheduler attached to `optimizer`, if any, so that it is restored too
             (an lrkit `ScheduleLR` counts the optimizer steps the sweep takes).
         step_fn: ``step_fn(model, batch) -> loss`` for any other batch (dicts, several inputs);
-            lrkit calls ``backward`` and the optimizer.
+            lrkit calls ``backward`` and the optimizer. It gets each batch as the loader gives
+            it and moves it to the model's device itself.
         accumulation: micro-batches per optimizer step (gradient accumulation).
         scaler: a ``torch.amp.GradScaler``; steps it skips do not advance the sweep, and its
             scale is restored afterwards.
