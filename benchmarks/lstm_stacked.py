@@ -1,5 +1,5 @@
 """Can verification train an LSTM's candidates together? Three ways to run five candidate LSTMs
-(each its own weights, each its own inputs) forward and backward, on one CPU thread:
+(each its own weights, each its own inputs) forward and backward, on one CPU thread or a GPU:
 
 - one after the other: torch's fused LSTM once per candidate (what verification does now);
 - stacked loop: the candidates' weights stacked, one batched matrix product per time step
@@ -8,7 +8,7 @@
   (one block per candidate), through torch's fused kernel; the off-diagonal zeros cost
   arithmetic, not accuracy (its outputs equal the first way's).
 
-    .venv/bin/python benchmarks/lstm_stacked.py [--hidden 32] [--repeats 30]
+    .venv/bin/python benchmarks/lstm_stacked.py [--hidden 32] [--repeats 30] [--device cuda]
 
 The shapes default to `lstm-sequence`'s (batches of 64 sequences of 20 symbols embedded in 16
 dimensions, hidden size 32). Prints the medians of interleaved repetitions.
@@ -33,19 +33,22 @@ def main() -> None:
     ap.add_argument("--inputs", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--device", default="cpu", help="cpu (one thread), or a GPU such as cuda")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     b, t, i, h = args.batch, args.length, args.inputs, args.hidden
-    lstms = [torch.nn.LSTM(i, h, batch_first=True) for _ in range(K)]
+    lstms = [torch.nn.LSTM(i, h, batch_first=True).to(device) for _ in range(K)]
 
     def stacked(name: str) -> torch.Tensor:
         return torch.stack([getattr(m, name).detach() for m in lstms]).requires_grad_()
 
     names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
     w_ih, w_hh, b_ih, b_hh = (stacked(n) for n in names)
-    x = torch.randn(K, b, t, i)  # each candidate's own inputs (after its own embedding)
-    zeros = torch.zeros(1, b, h)
+    x = torch.randn(K, b, t, i, device=device)  # each candidate's own inputs (after its own embedding)
+    zeros = torch.zeros(1, b, h, device=device)
 
     def one_after_the_other() -> torch.Tensor:
         out = []
@@ -68,14 +71,14 @@ def main() -> None:
         return state
 
     def block_diagonal() -> torch.Tensor:
-        eye = torch.eye(K)
+        eye = torch.eye(K, device=device)
         # gate-major rows (input, forget, cell, output gates of all candidates), candidate-major columns
         wide_ih = torch.einsum("kghi,kl->gkhli", w_ih.view(K, 4, h, i), eye).reshape(4 * K * h, K * i)
         wide_hh = torch.einsum("kghj,kl->gkhlj", w_hh.view(K, 4, h, h), eye).reshape(4 * K * h, K * h)
         bias_ih = b_ih.view(K, 4, h).transpose(0, 1).reshape(-1)
         bias_hh = b_hh.view(K, 4, h).transpose(0, 1).reshape(-1)
         wide_x = x.permute(1, 2, 0, 3).reshape(b, t, K * i)
-        start = (torch.zeros(1, b, K * h), torch.zeros(1, b, K * h))
+        start = (x.new_zeros(1, b, K * h), x.new_zeros(1, b, K * h))
         weights = [wide_ih, wide_hh, bias_ih, bias_hh]
         _, last, _ = torch._VF.lstm(wide_x, start, weights, True, 1, 0.0, True, False, True)
         return last[0].view(b, K, h).transpose(0, 1)
@@ -89,14 +92,18 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in ways}
     for rep in range(args.repeats + 3):
         for name, way in ways.items() if rep % 2 == 0 else reversed(ways.items()):
+            sync()
             start = time.perf_counter()
             way().square().sum().backward()
+            sync()
             if rep >= 3:  # the first repetitions warm up
                 times[name].append(time.perf_counter() - start)
     base = statistics.median(times[next(iter(ways))])
+    where = "one CPU thread" if device.type == "cpu" else f"{device.type} ({_name(device)})"
+    flag = "" if device.type == "cpu" else f" --device {args.device}"
     print(
-        f"`.venv/bin/python benchmarks/lstm_stacked.py --hidden {h}`: {K} candidates, batch {b}, "
-        f"length {t}, inputs {i}, hidden {h}; one CPU thread, medians of {args.repeats}\n"
+        f"`.venv/bin/python benchmarks/lstm_stacked.py --hidden {h}{flag}`: {K} candidates, batch {b}, "
+        f"length {t}, inputs {i}, hidden {h}; {where}, medians of {args.repeats}\n"
     )
     print("| way | forward + backward (ms) | x one after the other | largest difference of the outputs |")
     print("|---|---:|---:|---:|")
@@ -104,6 +111,10 @@ def main() -> None:
         median = statistics.median(times[name])
         diff = float((way().detach() - reference).abs().max())
         print(f"| {name} | {1e3 * median:.2f} | {median / base:.2f} | {diff:.1e} |")
+
+
+def _name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
 
 
 if __name__ == "__main__":
