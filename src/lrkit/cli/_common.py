@@ -6,6 +6,7 @@ import re
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+from rich.console import Console
 
 from lrkit.schedules import Schedule, ScheduleError, parse
 from lrkit.schedules._base import MAX_STEP
@@ -33,6 +34,12 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print `message` to stderr and leave with exit status `code`."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def make_console() -> Console:
+    """Where a command prints: tables fit the terminal, and a line of text is never broken in
+    the middle of a path or a number when the output goes to a file or a pipe (80 columns)."""
+    return Console(soft_wrap=True)
 
 
 def duration(seconds: float) -> str:

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperCommand
 
-from lrkit.cli._common import duration, fail
+from lrkit.cli._common import duration, fail, make_console
 
 if TYPE_CHECKING:
     from lrkit.train import CompareResult
@@ -214,7 +214,7 @@ def compare(
     specs = split_values(schedules, ";") or ["constant"]
     opts = split_values(optimizers, ",") or ["adam"]
     lr_choice = parse_lrs(lrs)
-    console = Console()
+    console = make_console()
     try:
         with run_progress(console, "training runs") as advance:
             result = run_compare(

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from lrkit.cli._common import fail
+from lrkit.cli._common import fail, make_console
 from lrkit.schedules import LintWarning, Plateau, Schedule, lint, parse
 
 #: The gallery: one panel per spec.
@@ -258,7 +257,7 @@ def demo(
         paths = write_gallery(output, entries)
     except OSError as e:
         fail(f"cannot write the gallery to {output}: {e}", code=1)
-    console = Console()
+    console = make_console()
     console.print(summary_table(entries))
     for p in paths:
         typer.echo(f"wrote {p}")

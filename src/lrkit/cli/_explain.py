@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from lrkit.cli._common import fail
+from lrkit.cli._common import fail, make_console
 from lrkit.cli._compare import run_progress, runs_table, write_outputs
 
 
@@ -32,7 +31,7 @@ def explain(
     """Train at the range test's LR, a tenth of it and ten times it; say what each run shows."""
     from lrkit.train import explain as run_explain
 
-    console = Console()
+    console = make_console()
     try:
         with run_progress(console, "range test, then 3 runs") as advance:
             result = run_explain(task, optimizer, epochs=epochs, seed=seed, workers=workers, on_run=advance)

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, in_flags, resolve_device
+from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, in_flags, make_console, resolve_device
 
 #: `find_lr`'s arguments that `lrkit find` sets from an option, by the option's name.
 FLAGS = {
@@ -85,7 +84,7 @@ def find(
     except (TaskError, ValueError) as e:
         fail(str(e))
     run_length = the_task.epochs * the_task.steps_per_epoch()  # the training verification fits in
-    console = Console()
+    console = make_console()
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -9,10 +9,9 @@ from typing import Annotated
 import numpy as np
 import numpy.typing as npt
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from lrkit.cli._common import at_least_one, fail, load_spec
+from lrkit.cli._common import at_least_one, fail, load_spec, make_console
 from lrkit.schedules import ScheduleError, lint
 
 schedule_app = typer.Typer(
@@ -79,7 +78,7 @@ def show(
         if momentum is not None:
             cells.append(_fmt(float(momentum[i])))
         table.add_row(*cells)
-    Console().print(table)
+    make_console().print(table)
 
 
 @schedule_app.command("plot")

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, in_flags, resolve_device
+from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, in_flags, make_console, resolve_device
 
 #: `fit`'s arguments that `lrkit train` sets from an option, by the option's name.
 FLAGS = {"clip_grad_norm": "--clip-grad-norm", "epochs": "--epochs"}
@@ -87,7 +86,7 @@ def train(
     except ValueError as e:
         fail(in_flags(str(e).removeprefix("fit: "), FLAGS))
 
-    console = Console()
+    console = make_console()
     table = Table(title=f"lrkit train: {the_task.name}, {optimizer}, {schedule}")
     for name in ("epoch", "train loss", "val loss", f"val {the_task.metric}", "lr", "seconds"):
         table.add_column(name, justify="right")

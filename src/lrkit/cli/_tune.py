@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lrkit.cli._common import fail
+from lrkit.cli._common import fail, make_console
 
 study_app = typer.Typer(help="Inspect a stored tuning study.", no_args_is_help=True)
 
@@ -118,7 +118,7 @@ def tune(
     from lrkit.tune import tune as run_tune
 
     torch.set_num_threads(1)
-    console = Console()
+    console = make_console()
     columns: list[Any] = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -177,7 +177,7 @@ def show(
         result = load_result(storage, study)
     except ValueError as e:
         fail(str(e))
-    console = Console()
+    console = make_console()
     console.print(_table(result, top))
     console.print(result.summary())
 
@@ -197,4 +197,4 @@ def plot(
         result = load_result(storage, study)
     except ValueError as e:
         fail(str(e))
-    _write(result, output, Console())
+    _write(result, output, make_console())
