@@ -137,6 +137,15 @@ def test_find_on_a_task_that_cannot_learn_says_so(tmp_path: Path) -> None:
     assert all(v is None for v in data["suggestions"].values()), data["suggestions"]
 
 
+def test_find_warnings_give_the_options_to_change(tmp_path: Path) -> None:
+    """The library's advice (raise `end_lr`, verify with `val_loader`) in the command's words."""
+    res = runner.invoke(app, ["find", "--task", "mlp-digits", "--end-lr", "0.01", "-o", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    warned = [line for line in res.output.splitlines() if line.startswith("warning:")]
+    assert any("still falling at --end-lr=0.01: raise --end-lr" in w for w in warned), res.output
+    assert not any("`" in w or "end_lr" in w or "val_loader" in w for w in warned), warned
+
+
 def test_find_errors_are_clean() -> None:
     res = runner.invoke(app, ["find", "--task", "no-such-task"])
     assert res.exit_code == 2 and "no-such-task" in res.output and "mlp-digits" in res.output

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -22,6 +23,8 @@ FLAGS = {
     "target": "--schedule",
     "clip_grad_norm": "--clip-grad-norm",
 }
+#: ... and the warnings' advice in the command line's words (`--verify` validates on the task's split).
+WARNING_FLAGS = FLAGS | {"val_loader": "--verify"}
 
 
 def find(
@@ -149,7 +152,7 @@ def find(
         )
         console.print(_candidates(v))
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}")
+        console.print(f"[yellow]warning:[/yellow] {escape(in_flags(w, WARNING_FLAGS))}")
     console.print(
         f"[bold]suggestion: {result.suggestion:.3g}[/bold] ({_origin(result)})"
         if math.isfinite(result.suggestion)

@@ -296,7 +296,9 @@ def _combine(
     verifying: bool,
 ) -> FinderResult:
     """One result from one or several sweeps (the first sweep's curve is kept for plotting)."""
-    hint = "; verification decides among candidates" if verifying else "; consider verification (val_loader=)"
+    hint = (
+        "; verification decides among candidates" if verifying else "; consider verification (`val_loader`)"
+    )
     picks, sm, status = readings[0]
     trace = traces[0]
     names = list(picks)
@@ -334,7 +336,7 @@ def _combine(
         w.append(
             f"the loss never fell before the sweep diverged at lr={trace.lrs[trace.stopped_at]:.3g}: "
             f"the suggestion is {FLAT_DECADES:g} decades below that"
-            + ("; verification decides around it" if verifying else "; verify it (val_loader=)")
+            + ("; verification decides around it" if verifying else "; verify it (`val_loader`)")
             + ", use more `steps`, or check that the model can learn at all"
         )
     elif status == "flat":
