@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperCommand
 
+from lrkit._words import counted
 from lrkit.cli._common import duration, fail, make_console
 
 if TYPE_CHECKING:
@@ -240,5 +241,6 @@ def compare(
             console.print(f"range test, {key}: {value:.3g}")
     paths = write_outputs(result, output, title)
     console.print(
-        f"{len(result.histories())} runs in {duration(result.seconds)}; wrote " + ", ".join(map(str, paths))
+        f"{counted(len(result.histories()), 'run')} in {duration(result.seconds)}; wrote "
+        + ", ".join(map(str, paths))
     )

@@ -12,6 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from lrkit._words import counted
+
 #: The optimizer of the tour: SGD with momentum 0.9, whose LR matters most.
 OPTIMIZER = "momentum"
 
@@ -107,7 +109,9 @@ def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12,
     )
 
     specs = schedules_at(const.suggestion, cycle.suggestion, total)
-    console.print(f"[bold]2/3 compare[/bold] constant, step, cosine and one-cycle, {seeds} seeds each")
+    console.print(
+        f"[bold]2/3 compare[/bold] constant, step, cosine and one-cycle, {counted(seeds, 'seed')} each"
+    )
     result = compare(task_name, schedules=specs, optimizers=[OPTIMIZER], seeds=seeds)
     fig = plot_training(result)
     fig.savefig(out_dir / "compare.png", dpi=110)
@@ -121,7 +125,8 @@ def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12,
     span = 10.0**AUTO_SPAN  # the space `tune(space="auto")` would search, without a second range test
     lo, hi = const.suggestion / span, const.suggestion * span
     console.print(
-        f"[bold]3/3 tune[/bold] the constant LR in [{lo:.3g}, {hi:.3g}]: TPE, {trials} trials, ASHA pruning"
+        f"[bold]3/3 tune[/bold] the constant LR in [{lo:.3g}, {hi:.3g}]: TPE, {counted(trials, 'trial')}, "
+        "ASHA pruning"
     )
     tuned = tune(
         task,

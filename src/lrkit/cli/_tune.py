@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from lrkit._words import counted
 from lrkit.cli._common import fail, make_console
 
 study_app = typer.Typer(help="Inspect a stored tuning study.", no_args_is_help=True)
@@ -20,7 +21,8 @@ _STATES = {1: "COMPLETE", 2: "PRUNED", 3: "FAIL"}
 
 def _table(result: Any, limit: int = 15) -> Table:
     names = sorted({k for t in result.trials for k in t.params})
-    table = Table(title=f"study {result.study}: {len(result.trials)} trials (best first, top {limit})")
+    title = f"study {result.study}: {counted(len(result.trials), 'trial')} (best first, top {limit})"
+    table = Table(title=title)
     for h in ["trial", "state", f"val {result.metric}", *names, "epochs"]:
         table.add_column(h, justify="right" if h not in ("state",) else "left")
     done = [t for t in result.trials if t.value is not None]

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lrkit._words import counted
+
 if TYPE_CHECKING:
     from lrkit.train import CompareResult
 
@@ -76,8 +78,9 @@ def compare_section(result: CompareResult, figures: Mapping[str, bytes]) -> str:
         f"{e(k)}: {v:.3g}" if math.isfinite(v) else f"{e(k)}: none" for k, v in result.suggestions.items()
     )
     meta = (
-        f"Task <code>{e(result.task)}</code>, {result.epochs} epochs of {result.steps_per_epoch} steps, "
-        f"{seeds} seed(s) per run; LRs: {e(result.lr_source)}"
+        f"Task <code>{e(result.task)}</code>, {counted(result.epochs, 'epoch')} of "
+        f"{counted(result.steps_per_epoch, 'step')}, "
+        f"{counted(seeds, 'seed')} per run; LRs: {e(result.lr_source)}"
         + (f" ({sugg})" if sugg else "")
         + f". Wall time {result.seconds:.1f} s."
     )

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lrkit._words import counted
 from lrkit.report._html import _CSS
 
 if TYPE_CHECKING:
@@ -46,11 +47,11 @@ def tuning_section(result: TuneResult, figures: Mapping[str, bytes]) -> str:
     lines = [
         f"<p class='meta'>task <b>{e(result.task)}</b>; strategy <b>{e(result.strategy)}</b>; pruner "
         f"<b>{e(result.pruner)}</b>; {validation}; "
-        f"{result.epochs} epochs per trial; study <code>{e(result.study)}</code>"
+        f"{counted(result.epochs, 'epoch')} per trial; study <code>{e(result.study)}</code>"
         f"{where}</p>",
-        f"<p>{len(result.trials)} trials: {result.count('COMPLETE')} complete, "
+        f"<p>{counted(len(result.trials), 'trial')}: {result.count('COMPLETE')} complete, "
         f"{result.count('PRUNED')} pruned, {result.count('FAIL')} failed; "
-        f"{result.epochs_spent} epochs in all.</p>",
+        f"{counted(result.epochs_spent, 'epoch')} in all.</p>",
     ]
     if best is not None:
         params = ", ".join(f"<code>{e(k)}={_value(v)}</code>" for k, v in best.params.items())
