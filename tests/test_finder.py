@@ -108,6 +108,25 @@ def test_everything_is_restored_bitwise(make_opt: Any, snapshot: str, tmp_path: 
     assert list(tmp_path.iterdir()) == []  # the snapshot file is gone
 
 
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_restored_bitwise_with_torch_dataloaders(vectorize: bool) -> None:
+    """A DataLoader draws from torch's RNG each time it is iterated (its workers' seed), the
+    validation loader's included: every draw happens inside the snapshot."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = _data()
+    vx, vy = _data(seed=1)
+    train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    val = DataLoader(TensorDataset(vx[:256], vy[:256]), batch_size=64)
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _warm(model, opt)
+    before = _state(model, opt)
+    result = find_lr(model, opt, F.cross_entropy, train, val_loader=val, train_steps=500, vectorize=vectorize)
+    assert result.verification is not None and result.verification.vectorized is vectorize
+    assert _same(_state(model, opt), before)
+
+
 class Boom(Exception):
     pass
 

@@ -6,7 +6,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -198,7 +198,7 @@ def find_lr(
     if not isinstance(vectorize, bool):
         raise ValueError(f"`vectorize` must be True or False, got vectorize={vectorize!r}")
     clip = positive_or_none(clip_grad_norm, "clip_grad_norm")
-    if val_loader is not None and iter(val_loader) is val_loader:
+    if isinstance(val_loader, Iterator):  # not iter(val_loader): a DataLoader's draws from the RNG
         raise ValueError(
             f"`val_loader` must be a loader that can be iterated anew (a DataLoader, a list of "
             f"batches), got an iterator ({type(val_loader).__name__}): every verified candidate is "
