@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import random
@@ -164,6 +165,34 @@ def test_attached_scheduler_is_restored() -> None:
     find_lr(model, opt, F.cross_entropy, _batches(), scheduler=sched)
     assert sched.state_dict() == before
     assert opt.param_groups[0]["lr"] == pytest.approx(sched.schedule(7))
+
+
+@pytest.mark.parametrize(
+    "make_sched",
+    [
+        lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=100),
+        lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5),
+        lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (1 + step)),
+    ],
+)
+def test_a_torch_scheduler_attached_to_the_optimizer_is_restored(make_sched: Any) -> None:
+    """torch's schedulers wrap the optimizer's step() (the range test still runs: it is not a
+    step that needs a closure), cycle momentum (OneCycleLR), and carry on as before afterwards."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = make_sched(opt)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    before = (copy.deepcopy(sched.state_dict()), _state(model, opt))
+    result = find_lr(
+        model, opt, F.cross_entropy, _batches(), val_loader=_val(), train_steps=500, scheduler=sched
+    )
+    assert result.verification is not None
+    assert sched.state_dict() == before[0] and _same(_state(model, opt), before[1])
+    opt.step()
+    sched.step()
+    assert sched.state_dict()["last_epoch"] == 6
 
 
 def test_suggestions_are_sane_on_a_learnable_problem() -> None:
@@ -523,8 +552,12 @@ def test_bad_inputs_name_the_problem() -> None:
         find_lr(model, opt, F.cross_entropy, _batches(), val_loader=iter(_val()))
     # an optimizer that cannot step without a closure, and a scheduler or scaler that cannot be
     # saved and restored, are refused before anything trains
-    with pytest.raises(ValueError, match=r"`optimizer` is LBFGS, whose step\(\) needs a closure"):
-        find_lr(model, torch.optim.LBFGS(model.parameters()), F.cross_entropy, _batches())
+    for attached in (False, True):  # a torch scheduler wraps the optimizer's step
+        lbfgs = torch.optim.LBFGS(model.parameters())
+        if attached:
+            torch.optim.lr_scheduler.StepLR(lbfgs, step_size=10)
+        with pytest.raises(ValueError, match=r"`optimizer` is LBFGS, whose step\(\) needs a closure"):
+            find_lr(model, lbfgs, F.cross_entropy, _batches())
     with pytest.raises(TypeError, match=r"`scheduler` must be None or an object with state_dict.*got int"):
         find_lr(model, opt, F.cross_entropy, _batches(), scheduler=3)
     with pytest.raises(TypeError, match=r"`scaler` must be .*GradScaler\), got str without is_enabled"):

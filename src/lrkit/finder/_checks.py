@@ -92,9 +92,17 @@ def check_inputs(
 
 
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether ``optimizer.step`` cannot be called without arguments (``torch.optim.LBFGS``)."""
+    """Whether ``optimizer.step`` cannot be called without arguments (``torch.optim.LBFGS``).
+
+    Read on the optimizer's class where it defines ``step``: a torch LR scheduler replaces the
+    instance's ``step`` with a wrapper whose signature is the unbound method's, ``self`` and all.
+    """
+    step = getattr(type(optimizer), "step", None)
     try:
-        params = inspect.signature(optimizer.step).parameters.values()
+        if inspect.isfunction(step):
+            params = list(inspect.signature(step).parameters.values())[1:]  # without self
+        else:
+            params = list(inspect.signature(optimizer.step).parameters.values())
     except (TypeError, ValueError):  # no signature to read: assume it steps like torch's
         return False
     plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
