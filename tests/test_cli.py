@@ -7,11 +7,14 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.table import Table
 from typer.testing import CliRunner
 
 from lrkit.cli import app
+from lrkit.cli._common import PIPE_WIDTH, make_console
 from lrkit.plot import plot_schedules
 from lrkit.schedules import from_config, parse
 
@@ -196,3 +199,17 @@ def test_installed_script_without_torch() -> None:
         check=False,
     )
     assert probe.returncode == 0, "importing the CLI imported torch"
+
+
+def test_piped_output_keeps_wide_tables_whole(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """In a file or a pipe a table takes the columns it needs (up to PIPE_WIDTH), not rich's 80
+    with its numbers cut to '0.000…'; COLUMNS still rules where it is set."""
+    table = Table(*[f"column {i}" for i in range(12)])
+    table.add_row(*[f"0.000{i}23" for i in range(12)])
+    monkeypatch.delenv("COLUMNS", raising=False)
+    make_console().print(table)
+    wide = capsys.readouterr().out
+    assert "…" not in wide and "0.000523" in wide and 80 < max(map(len, wide.splitlines())) <= PIPE_WIDTH
+    monkeypatch.setenv("COLUMNS", "60")
+    make_console().print(table)
+    assert max(map(len, capsys.readouterr().out.splitlines())) <= 60

