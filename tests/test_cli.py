@@ -213,3 +213,23 @@ def test_piped_output_keeps_wide_tables_whole(monkeypatch: pytest.MonkeyPatch, c
     monkeypatch.setenv("COLUMNS", "60")
     make_console().print(table)
     assert max(map(len, capsys.readouterr().out.splitlines())) <= 60
+
+
+@pytest.mark.parametrize("command", ["find", "train", "compare", "explain", "tune", "demo"])
+def test_every_task_command_takes_the_task_as_argument_or_option(command: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    both = runner.invoke(app, [command, "mlp-digits", "--task", "mlp-digits", "-o", str(tmp_path)])
+    assert both.exit_code == 2 and "either as an argument or with --task, not both" in both.output
+    unknown = runner.invoke(app, [command, "no-such-task", "-o", str(tmp_path)])
+    assert unknown.exit_code == 2 and "unknown task 'no-such-task'" in unknown.output, unknown.output
+    if command != "demo":  # the tour has a task of its own
+        neither = runner.invoke(app, [command, "-o", str(tmp_path)])
+        assert neither.exit_code == 2
+        example = f"give a task: `lrkit {command} --task mlp-digits` or `lrkit {command} path/to/"
+        assert example in neither.output
+
+
+def test_train_takes_a_task_as_its_argument(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["train", "mlp-digits", "--epochs", "1", "-o", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "history.json").read_text())["task"] == "mlp-digits"

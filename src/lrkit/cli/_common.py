@@ -52,6 +52,25 @@ def make_console() -> Console:
     return console
 
 
+#: A command's task, given as its argument (``lrkit train path/to/file.py:task``) ...
+TaskArgument = Annotated[
+    str | None, typer.Argument(help="A task: a built-in name, path/to/file.py:attr or module:attr.")
+]
+#: ... or with ``--task`` (``lrkit train --task mlp-digits``).
+TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="The task, as an option.")]
+
+
+def task_name(ref: str | None, task: str | None, command: str, default: str | None = None) -> str:
+    """The task a command was given, as its argument or with ``--task`` (not both); `default`
+    when neither, else exit status 2 with an example."""
+    if ref is not None and task is not None:
+        fail("give the task either as an argument or with --task, not both")
+    name = ref if ref is not None else task if task is not None else default
+    if name is None:
+        fail(f"give a task: `lrkit {command} --task mlp-digits` or `lrkit {command} path/to/file.py:task`")
+    return name
+
+
 def duration(seconds: float) -> str:
     """Seconds for a status line: two significant digits below one second, else tenths.
 

@@ -17,7 +17,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from lrkit._words import counted
-from lrkit.cli._common import duration, fail, make_console
+from lrkit.cli._common import TaskArgument, TaskOption, duration, fail, make_console, task_name
 
 if TYPE_CHECKING:
     from lrkit.train import CompareResult
@@ -164,9 +164,8 @@ def write_outputs(result: CompareResult, out: Path, title: str) -> list[Path]:
 
 
 def compare(
-    task: Annotated[
-        str, typer.Option("--task", "-t", help="A built-in task name, path/to/file.py:attr or module:attr.")
-    ],
+    ref: TaskArgument = None,
+    task: TaskOption = None,
     schedules: Annotated[
         list[str] | None,
         typer.Option(
@@ -212,6 +211,7 @@ def compare(
     """Train every (schedule, optimizer, LR, seed) combination; a table, curves and an HTML page."""
     from lrkit.train import compare as run_compare
 
+    name = task_name(ref, task, "compare")
     specs = split_values(schedules, ";") or ["constant"]
     opts = split_values(optimizers, ",") or ["adam"]
     lr_choice = parse_lrs(lrs)
@@ -219,7 +219,7 @@ def compare(
     try:
         with run_progress(console, "training runs") as advance:
             result = run_compare(
-                task,
+                name,
                 specs,
                 opts,
                 seeds=seeds,

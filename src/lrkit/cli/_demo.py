@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lrkit.cli._common import fail, make_console
+from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, task_name
 from lrkit.schedules import LintWarning, Plateau, Schedule, lint, parse
 
 #: The gallery: one panel per spec.
@@ -242,9 +242,8 @@ def demo(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Directory for index.html and the figures and data.")
     ] = DEFAULT_DIR,
-    task: Annotated[
-        str, typer.Option("--task", "-t", help="The task of the tour: a built-in name or a reference.")
-    ] = DEFAULT_TASK,
+    ref: TaskArgument = None,
+    task: TaskOption = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per schedule in the comparison.")] = 2,
     trials: Annotated[int, typer.Option("--trials", help="Trials of the tuning run.")] = 12,
 ) -> None:
@@ -252,6 +251,7 @@ def demo(
     one-cycle compared at its suggestion, and a small tuning run with pruning, in one HTML page."""
     if seeds < 1 or trials < 1:
         fail(f"--seeds and --trials must be >= 1, got --seeds {seeds} --trials {trials}")
+    name = task_name(ref, task, "demo", DEFAULT_TASK)
     entries = build_entries()
     try:
         paths = write_gallery(output, entries)
@@ -273,7 +273,7 @@ def demo(
     from lrkit.tasks import TaskError
 
     try:
-        tour = run_tour(output, task, seeds=seeds, trials=trials, console=console)
+        tour = run_tour(output, name, seeds=seeds, trials=trials, console=console)
     except ImportError as e:
         fail(str(e), code=1)
     except (TaskError, ValueError) as e:

@@ -7,14 +7,13 @@ from typing import Annotated
 
 import typer
 
-from lrkit.cli._common import fail, make_console
+from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, task_name
 from lrkit.cli._compare import run_progress, runs_table, write_outputs
 
 
 def explain(
-    task: Annotated[
-        str, typer.Option("--task", "-t", help="A built-in task name, path/to/file.py:attr or module:attr.")
-    ],
+    ref: TaskArgument = None,
+    task: TaskOption = None,
     optimizer: Annotated[str, typer.Option("--optimizer", help="An optimizer name.")] = "adam",
     epochs: Annotated[
         int | None, typer.Option("--epochs", help="Epochs per run (default: the task's).", min=1)
@@ -31,10 +30,11 @@ def explain(
     """Train at the range test's LR, a tenth of it and ten times it; say what each run shows."""
     from lrkit.train import explain as run_explain
 
+    name = task_name(ref, task, "explain")
     console = make_console()
     try:
         with run_progress(console, "range test, then 3 runs") as advance:
-            result = run_explain(task, optimizer, epochs=epochs, seed=seed, workers=workers, on_run=advance)
+            result = run_explain(name, optimizer, epochs=epochs, seed=seed, workers=workers, on_run=advance)
     except ValueError as e:
         fail(str(e))
     title = f"lrkit explain: {result.task}, {optimizer}"

@@ -12,7 +12,18 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, in_flags, make_console, resolve_device
+from lrkit.cli._common import (
+    AmpOption,
+    DeviceOption,
+    TaskArgument,
+    TaskOption,
+    duration,
+    fail,
+    in_flags,
+    make_console,
+    resolve_device,
+    task_name,
+)
 
 #: `find_lr`'s arguments that `lrkit find` sets from an option, by the option's name.
 FLAGS = {
@@ -28,13 +39,8 @@ WARNING_FLAGS = FLAGS | {"val_loader": "--verify"}
 
 
 def find(
-    ref: Annotated[
-        str | None,
-        typer.Argument(help="A task: a built-in name, path/to/file.py:attr or module:attr."),
-    ] = None,
-    task: Annotated[
-        str | None, typer.Option("--task", "-t", help="Built-in task name (or a reference).")
-    ] = None,
+    ref: TaskArgument = None,
+    task: TaskOption = None,
     optimizer: Annotated[
         str, typer.Option("--optimizer", help="A registered optimizer: sgd, momentum, adam, adamw, ...")
     ] = "momentum",
@@ -64,11 +70,7 @@ def find(
     ] = Path("lrkit-find"),
 ) -> None:
     """Run the LR range test on a task: a table of every rule's suggestion, the curve as PNG, JSON."""
-    if ref is not None and task is not None:
-        fail("give the task either as an argument or with --task, not both")
-    name = ref if ref is not None else task
-    if name is None:
-        fail("give a task: `lrkit find --task mlp-digits` or `lrkit find path/to/file.py:task`")
+    name = task_name(ref, task, "find")
     import torch
 
     from lrkit import optim

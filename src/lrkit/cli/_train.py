@@ -11,7 +11,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lrkit.cli._common import AmpOption, DeviceOption, duration, fail, in_flags, make_console, resolve_device
+from lrkit.cli._common import (
+    AmpOption,
+    DeviceOption,
+    TaskArgument,
+    TaskOption,
+    duration,
+    fail,
+    in_flags,
+    make_console,
+    resolve_device,
+    task_name,
+)
 
 #: `fit`'s arguments that `lrkit train` sets from an option, by the option's name.
 FLAGS = {"clip_grad_norm": "--clip-grad-norm", "epochs": "--epochs"}
@@ -22,9 +33,8 @@ def _fmt(x: float) -> str:
 
 
 def train(
-    task: Annotated[
-        str, typer.Option("--task", "-t", help="A built-in task name, path/to/file.py:attr or module:attr.")
-    ],
+    ref: TaskArgument = None,
+    task: TaskOption = None,
     optimizer: Annotated[str, typer.Option("--optimizer", help="An optimizer name.")] = "adam",
     schedule: Annotated[
         str,
@@ -60,7 +70,7 @@ def train(
     from lrkit.train._fit import fit
 
     try:
-        the_task = load(task)
+        the_task = load(task_name(ref, task, "train"))
     except TaskError as e:
         fail(str(e))
     if optimizer not in optim.names():

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lrkit._words import counted
-from lrkit.cli._common import fail, make_console
+from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, task_name
 
 study_app = typer.Typer(help="Inspect a stored tuning study.", no_args_is_help=True)
 
@@ -59,12 +59,8 @@ def _write(result: Any, output: Path, console: Console) -> None:
 
 
 def tune(
-    ref: Annotated[
-        str | None, typer.Argument(help="A task: built-in name, path/to/file.py:attr or module:attr.")
-    ] = None,
-    task: Annotated[
-        str | None, typer.Option("--task", "-t", help="Built-in task name (or a reference).")
-    ] = None,
+    ref: TaskArgument = None,
+    task: TaskOption = None,
     strategy: Annotated[str, typer.Option("--strategy", help="grid, random, tpe or gp.")] = "tpe",
     trials: Annotated[
         int | None, typer.Option("--trials", help="Trials this command runs (all workers).")
@@ -109,11 +105,7 @@ def tune(
     ] = Path("lrkit-tune"),
 ) -> None:
     """Tune the learning rate (and friends): search, cross-validate, prune, refit, report."""
-    if ref is not None and task is not None:
-        fail("give the task either as an argument or with --task, not both")
-    name = ref if ref is not None else task
-    if name is None:
-        fail("give a task: `lrkit tune --task mlp-digits` or `lrkit tune path/to/file.py:task`")
+    name = task_name(ref, task, "tune")
     import torch
 
     from lrkit.tasks import TaskError
