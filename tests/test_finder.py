@@ -195,6 +195,16 @@ def test_a_torch_scheduler_attached_to_the_optimizer_is_restored(make_sched: Any
     assert sched.state_dict()["last_epoch"] == 6
 
 
+def test_a_result_prints_what_the_test_found_in_a_line_or_two() -> None:
+    """Not the curve's hundred floats: they stay in lrs, losses and smoothed."""
+    model = _model()
+    r = find_lr(model, torch.optim.Adam(model.parameters()), F.cross_entropy, _batches(), val_loader=_val())
+    text = repr(r)
+    assert text.startswith(f"FinderResult(target='constant', suggestion={r.suggestion:.3g}, status=")
+    assert "verification=Verification(on='validation loss', candidates=[" in text and len(text) < 600
+    assert r.verification is not None and f"chosen={r.verification.chosen:.3g}" in text
+
+
 def test_suggestions_are_sane_on_a_learnable_problem() -> None:
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

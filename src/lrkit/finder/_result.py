@@ -23,7 +23,11 @@ TARGET_RULE = {"constant": "lrkit", "onecycle": "lrkit-peak"}
 TARGET_WORDS = {"constant": "a constant LR", "onecycle": "the peak of a one-cycle schedule"}
 
 
-@dataclass
+def _short(values: list[float]) -> str:
+    return f"[{', '.join(f'{v:.3g}' for v in values)}]"
+
+
+@dataclass(repr=False)
 class Verification:
     """Short training runs of candidate LRs from the same initial weights."""
 
@@ -41,8 +45,15 @@ class Verification:
     #: same validation examples); a candidate within it of the best is tied with the best
     errors: list[float] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        return (
+            f"Verification(on={self.on!r}, candidates={_short(self.candidates)}, "
+            f"scores={_short(self.scores)}, best={self.best:.3g}, horizon_factor={self.horizon_factor:.3g}, "
+            f"chosen={self.chosen:.3g}, steps={self.steps}, vectorized={self.vectorized})"
+        )
 
-@dataclass
+
+@dataclass(repr=False)
 class FinderResult:
     """The outcome of `find_lr`.
 
@@ -84,6 +95,23 @@ class FinderResult:
     steps: int = 0
     seconds: float = 0.0
     repeats: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """What the test found, in a line or two; the curve is in `lrs`, `losses`, `smoothed`."""
+        parts = [
+            f"target={self.target!r}",
+            f"suggestion={self.suggestion:.3g}",
+            f"status={self.status!r}",
+            f"interval=({self.interval[0]:.3g}, {self.interval[1]:.3g})",
+            f"points={len(self.lrs)}",
+        ]
+        if self.seeds:
+            parts.append(f"seeds={{{', '.join(f'{k}: {v:.3g}' for k, v in self.seeds.items())}}}")
+        if self.verification is not None:
+            parts.append(f"verification={self.verification!r}")
+        if self.warnings:
+            parts.append(f"warnings={self.warnings!r}")
+        return f"FinderResult({', '.join(parts)})"
 
     # -- schedules built from the result -------------------------------------------------------
     def schedule(self, kind: str = "auto", *, steps: int | None = None) -> Schedule:
