@@ -305,3 +305,17 @@ def test_a_bad_state_dict_is_refused_and_changes_nothing(corrupt: dict) -> None:
     with pytest.raises(ValueError, match=r"ScheduleLR\.load_state_dict"):
         sched.load_state_dict({**good, **corrupt})
     assert (sched.state_dict(), opt.param_groups[0]["lr"]) == before
+
+
+def test_the_position_cannot_be_set_and_the_error_says_what_to_do_instead() -> None:
+    """torch's SequentialLR moves its children by writing `last_epoch`: ScheduleLR counts the
+    optimizer's steps itself, and says to compose the schedules instead."""
+    opt = torch.optim.SGD(_params(), lr=0.1)
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=5)
+    sched = ScheduleLR(opt, "cosine(0.1, steps=50)")
+    advice = r"read-only.*load_state_dict.*warmup\(500\) >> cosine.*SequentialLR"
+    with pytest.raises(AttributeError, match=advice):
+        torch.optim.lr_scheduler.SequentialLR(opt, [warm, sched], milestones=[5])
+    with pytest.raises(AttributeError, match="read-only"):
+        sched.last_epoch = 3
+    assert sched.last_epoch == 0

@@ -150,7 +150,11 @@ class ScheduleLR(LRScheduler):
 
     @last_epoch.setter
     def last_epoch(self, value: int) -> None:
-        raise AttributeError("ScheduleLR.last_epoch is read-only; use load_state_dict to resume")
+        raise AttributeError(
+            "ScheduleLR.last_epoch is read-only: it counts the optimizer steps taken. To resume, use "
+            "load_state_dict; to run schedules one after another, compose them in one ScheduleLR "
+            "(ScheduleLR(opt, 'warmup(500) >> cosine(0.1, steps=9500)')) instead of torch's SequentialLR"
+        )
 
     def step(self, epoch: None = None) -> None:  # type: ignore[override]
         """Advance to the number of applied optimizer steps and write the LRs for the next step."""
