@@ -82,6 +82,23 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
 
 
+def test_show_and_plot_default_to_where_the_schedule_ends(tmp_path: Path) -> None:
+    shown = runner.invoke(app, ["schedule", "show", "warmup(10) >> cosine(0.1, steps=90)"])
+    assert shown.exit_code == 0, shown.output
+    assert max(_cells(shown.stdout)) == 99 and "100 steps" in shown.stdout
+    out = tmp_path / "lr.png"
+    # several schedules: drawn up to where the longest ends
+    drawn = runner.invoke(
+        app, ["schedule", "plot", "cosine(0.1, steps=50)", "onecycle(0.1, steps=1000)", "-o", str(out)]
+    )
+    assert drawn.exit_code == 0, drawn.output
+    assert out.read_bytes().startswith(PNG_SIGNATURE)
+    for command in (["show"], ["plot", "-o", str(out)]):
+        endless = runner.invoke(app, ["schedule", *command, "exponential(0.1, factor=0.5)"])
+        assert endless.exit_code == 2
+        assert "give --steps: 'exponential(0.1, factor=0.5)' has no end of its own" in endless.output
+
+
 def test_plot_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)  # a None entry makes its import fail

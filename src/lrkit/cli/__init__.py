@@ -1,7 +1,8 @@
 """The ``lrkit`` command line.
 
-- ``lrkit schedule show SPEC --steps N``: the LR (and momentum) as a table.
-- ``lrkit schedule plot SPEC [SPEC ...] --steps N -o lr.png``: one figure with all the specs.
+- ``lrkit schedule show SPEC [--steps N]``: the LR (and momentum) as a table, by default up to
+  where the schedule ends.
+- ``lrkit schedule plot SPEC [SPEC ...] [--steps N] -o lr.png``: one figure with all the specs.
 - ``lrkit schedule lint SPEC --steps N``: likely mistakes; exit status 1 when there are any.
 - ``lrkit demo [-o DIR]``: the schedule gallery (PNG, HTML page, configs as JSON).
 - ``lrkit find --task NAME`` / ``lrkit find path/to/file.py:task``: the LR range test.

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from lrkit.cli._common import at_least_one, fail, load_spec, make_console
-from lrkit.schedules import ScheduleError, lint
+from lrkit.schedules import Schedule, ScheduleError, lint
 
 schedule_app = typer.Typer(
     name="schedule",
@@ -27,6 +27,26 @@ Spec = Annotated[str, typer.Argument(help="Schedule spec, e.g. 'warmup(10) >> co
 Steps = Annotated[
     int, typer.Option("--steps", "-n", callback=at_least_one, help="Number of optimizer steps (>= 1).")
 ]
+ShownSteps = Annotated[
+    int | None,
+    typer.Option(
+        "--steps",
+        "-n",
+        callback=at_least_one,
+        help="Number of optimizer steps (>= 1; default: up to where the schedule ends, if it does).",
+    ),
+]
+
+
+def _length(steps: int | None, schedules: list[Schedule], specs: list[str]) -> int:
+    """`steps`, or else the steps up to where the longest schedule ends; a schedule that does not
+    end (a constant, an exponential decay, ...) needs ``--steps``."""
+    if steps is not None:
+        return steps
+    for schedule, text in zip(schedules, specs, strict=True):
+        if schedule.duration is None:
+            fail(f"give --steps: {text.strip()!r} has no end of its own")
+    return max(1, max(math.ceil(float(s.duration or 0)) for s in schedules))
 
 
 def table_steps(steps: int, every: int | None = None) -> npt.NDArray[np.int64]:
@@ -52,7 +72,7 @@ def _fmt(x: float) -> str:
 @schedule_app.command("show")
 def show(
     spec: Spec,
-    steps: Steps,
+    steps: ShownSteps = None,
     every: Annotated[
         int | None,
         typer.Option(
@@ -62,6 +82,7 @@ def show(
 ) -> None:
     """Print the LR (and momentum, when the schedule cycles it) at every K-th step."""
     s = load_spec(spec)
+    steps = _length(steps, [s], [spec])
     rows = table_steps(steps, every)
     try:
         lr = s(rows)
@@ -84,14 +105,15 @@ def show(
 @schedule_app.command("plot")
 def plot(
     specs: Annotated[list[str], typer.Argument(help="One or more schedule specs, drawn on one figure.")],
-    steps: Steps,
     output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write (e.g. lr.png).")],
+    steps: ShownSteps = None,
     log: Annotated[bool, typer.Option("--log", help="Logarithmic LR axis.")] = False,
 ) -> None:
     """Plot one or several schedules on one figure, labelled by their spec text."""
     from lrkit.plot import plot_schedules
 
     schedules = [load_spec(text) for text in specs]
+    steps = _length(steps, schedules, specs)
     try:
         fig = plot_schedules(schedules, steps, labels=[t.strip() for t in specs], log=log)
     except ImportError as e:
