@@ -128,6 +128,17 @@ def test_train_writes_history_and_curves(tmp_path: Path) -> None:
     assert f"wrote {out / 'history.json'} and {out / 'curves.png'}" in res.output
 
 
+def test_train_says_when_a_schedule_does_not_fit_the_run(tmp_path: Path) -> None:
+    args = ["train", TASK, "--optimizer", "momentum", "--epochs", "2", "-o", str(tmp_path)]
+    res = runner.invoke(app, [*args, "--schedule", "cosine(0.05, steps=20)"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("warning: schedule cosine(0.05, steps=20): [horizon-short] step 20: ")
+    assert "UserWarning" not in res.output
+    strict = 'horizon(cosine(0.05, steps=20), steps=20, after="error")'
+    res = runner.invoke(app, [*args, "--schedule", strict])
+    assert res.exit_code == 2 and "ends at step 20 with after='error'" in res.output
+
+
 def test_train_with_amp_on_the_cpu(tmp_path: Path) -> None:
     res = runner.invoke(
         app,
@@ -243,3 +254,15 @@ def test_library_errors_name_the_argument() -> None:
         compare(TASK, ["constant"], ["adam"], lrs="fast")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`start_method`"):
         explain(TASK, start_method="thread")
+
+
+def test_compare_checks_each_schedule_against_the_runs_once() -> None:
+    with pytest.warns(UserWarning) as caught:
+        result = compare(
+            TASK, ["cosine(0.05, steps=20)", "constant"], ["momentum"], seeds=2, epochs=1, workers=1
+        )
+    said = [str(w.message) for w in caught if "fit: schedule" in str(w.message)]
+    assert len(said) == 1 and "cosine(0.05, steps=20): [horizon-short] step 20" in said[0], said
+    assert len(result.histories()) == 4
+    with pytest.raises(ValueError, match="with after='error', but the run has"):
+        compare(TASK, ['horizon(cosine(0.05, steps=20), steps=20, after="error")'], ["momentum"], epochs=1)

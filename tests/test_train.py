@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -281,12 +282,34 @@ def test_no_checkpoint_from_the_diverged_state(tmp_path: Path) -> None:
     task = get("mlp-diabetes")
     per_epoch = len(task.loader())
     spec = f"constant(0.01, steps={per_epoch}) >> constant(1e6)"  # one good epoch, then blow up
-    h = fit(task, "sgd", spec, 4, checkpoint_dir=tmp_path)
+    with pytest.warns(UserWarning, match=r"\[jump\] step \d+: the LR jumps from 0.01 to 1e\+06"):
+        h = fit(task, "sgd", spec, 4, checkpoint_dir=tmp_path)
     assert h.status == "diverged" and len(h.epochs) <= 2
     ck = load_checkpoint(tmp_path / "last.pt")
     assert ck["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in ck["model"].values())
     assert json.dumps(h.to_dict(), allow_nan=False)
+
+
+def test_a_schedule_given_as_it_is_is_checked_against_the_run_before_it_starts() -> None:
+    """Per-step schedules written for another length are the classic mistake: a decay that ends
+    early holds its last LR (here 0) for the rest of the run, one that is too long never anneals;
+    a schedule that would raise past its horizon is refused before the first step."""
+    task = get("logreg-digits")  # 34 steps an epoch: 68 in 2 epochs
+    with pytest.warns(UserWarning, match=r"\[horizon-short\] step 20: .* the last 48 steps hold the LR at 0"):
+        fit(task, "momentum", "cosine(0.05, steps=20)", 2)
+    with pytest.warns(UserWarning, match=r"\[horizon-long\] the schedule lasts 6800 steps but training runs"):
+        fit(task, "momentum", "cosine(0.05, steps=6800)", 2)
+    model = task.model(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    refused = r"ends at step 50 with after='error', but the run has 68 steps \(0 to 67\)"
+    with pytest.raises(ValueError, match=refused):
+        fit(task, "momentum", 'horizon(cosine(0.05, steps=50), steps=50, after="error")', 2, model=model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the keyword schedules are built to fit: nothing to say
+        for keyword in ("constant", "step", "cosine", "onecycle"):
+            fit(task, "momentum", keyword, 1)
 
 
 # -- checkpoints ----------------------------------------------------------------------------------

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from lrkit.schedules import Schedule, ScheduleError, parse
 from lrkit.schedules._base import MAX_STEP
@@ -69,6 +73,21 @@ def task_name(ref: str | None, task: str | None, command: str, default: str | No
     if name is None:
         fail(f"give a task: `lrkit {command} --task mlp-digits` or `lrkit {command} path/to/file.py:task`")
     return name
+
+
+@contextlib.contextmanager
+def warnings_printed(console: Console, flags: dict[str, str] | None = None) -> Iterator[None]:
+    """Within the block, a warning the library gives is printed as it happens, as a line
+    ``warning: ...`` in the command's words (each argument in `flags` as its option), instead
+    of Python's ``file:line: UserWarning:`` report."""
+
+    def show(message: Warning | str, *args: object, **kwargs: object) -> None:
+        text = re.sub(r"^\w+: ", "", str(message), count=1)  # "fit: ": the command is the caller
+        console.print(f"[yellow]warning:[/yellow] {escape(in_flags(text, flags or {}))}")
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def duration(seconds: float) -> str:

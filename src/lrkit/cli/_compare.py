@@ -17,7 +17,15 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from lrkit._words import counted
-from lrkit.cli._common import TaskArgument, TaskOption, duration, fail, make_console, task_name
+from lrkit.cli._common import (
+    TaskArgument,
+    TaskOption,
+    duration,
+    fail,
+    make_console,
+    task_name,
+    warnings_printed,
+)
 
 if TYPE_CHECKING:
     from lrkit.train import CompareResult
@@ -217,7 +225,7 @@ def compare(
     lr_choice = parse_lrs(lrs)
     console = make_console()
     try:
-        with run_progress(console, "training runs") as advance:
+        with warnings_printed(console), run_progress(console, "training runs") as advance:
             result = run_compare(
                 name,
                 specs,
@@ -229,7 +237,7 @@ def compare(
                 on_run=advance,
             )
     except ValueError as e:
-        fail(str(e))
+        fail(str(e).removeprefix("fit: "))
     title = f"lrkit compare: {result.task}"
     console.print(runs_table(result, title))
     from lrkit import optim

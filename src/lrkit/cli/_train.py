@@ -22,6 +22,7 @@ from lrkit.cli._common import (
     make_console,
     resolve_device,
     task_name,
+    warnings_printed,
 )
 
 #: `fit`'s arguments that `lrkit train` sets from an option, by the option's name.
@@ -88,15 +89,16 @@ def train(
     dev = resolve_device(device)
     if amp and dev.type not in ("cpu", "cuda"):
         fail(f"--amp supports the 'cpu' and 'cuda' devices, got --device {device!r}")
+    console = make_console()
     try:
-        history = fit(
-            the_task, optimizer, schedule.strip(), epochs, lr=lr, seed=seed, device=dev, amp=amp,
-            clip_grad_norm=clip_grad_norm,
-        )  # fmt: skip
+        with warnings_printed(console, FLAGS):
+            history = fit(
+                the_task, optimizer, schedule.strip(), epochs, lr=lr, seed=seed, device=dev, amp=amp,
+                clip_grad_norm=clip_grad_norm,
+            )  # fmt: skip
     except ValueError as e:
         fail(in_flags(str(e).removeprefix("fit: "), FLAGS))
 
-    console = make_console()
     table = Table(title=f"lrkit train: {the_task.name}, {optimizer}, {schedule}")
     for name in ("epoch", "train loss", "val loss", f"val {the_task.metric}", "lr", "seconds"):
         table.add_column(name, justify="right")

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import pickle
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,13 +21,12 @@ from typing import Any, Literal
 
 from lrkit.tasks import Task, load
 from lrkit.tasks import names as task_names
+from lrkit.train._fit import KEYWORD_SCHEDULES
 from lrkit.train._history import History
 from lrkit.train._runs import CompareResult, Run
 
 __all__ = ["KEYWORD_SCHEDULES", "CompareResult", "Run", "compare"]
 
-#: Schedule specs that `fit` builds from the run's LR and length; any other spec is used as given.
-KEYWORD_SCHEDULES = ("constant", "step", "cosine", "onecycle")
 
 #: Called after each finished training run with (runs done, runs in all).
 Progress = Callable[[int, int], None]
@@ -83,7 +83,9 @@ def _run_job(job: _FitJob | _FindJob) -> dict[str, Any]:
         return _find(task, job)
     from lrkit.train._fit import fit
 
-    history = fit(task, job.optimizer, job.schedule, job.epochs, lr=job.lr, seed=job.seed, progress=False)
+    with warnings.catch_warnings():  # `compare` said what it has to say about the schedule
+        warnings.filterwarnings("ignore", message="fit: schedule ", category=UserWarning)
+        history = fit(task, job.optimizer, job.schedule, job.epochs, lr=job.lr, seed=job.seed, progress=False)
     return history.to_dict()
 
 
@@ -281,6 +283,12 @@ def compare(
         workers = _check_positive_int("workers", workers)
     lr_choice = _check_lrs(lrs)
     _check_start_method(start_method)
+    from lrkit.schedules import parse
+    from lrkit.train._fit import check_fit
+
+    for text in specs:  # once here, rather than once in every run
+        if text not in KEYWORD_SCHEDULES:
+            check_fit(parse(text), n_epochs * the_task.steps_per_epoch())
 
     from lrkit import optim
 

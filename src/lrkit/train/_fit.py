@@ -8,6 +8,7 @@ import contextlib
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from lrkit._checks import positive_or_none
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import make
-from lrkit.schedules import Schedule, constant, cosine, multistep, onecycle, parse
+from lrkit.schedules import Schedule, constant, cosine, lint, multistep, onecycle, parse
 from lrkit.tasks import BatchLoader, Task, evaluate_split
 from lrkit.train._checkpoint import (
     CheckpointError,
@@ -49,6 +50,23 @@ def _momentum_of(group: dict[str, Any]) -> float:
 
 def _has_momentum(opt: torch.optim.Optimizer) -> bool:
     return not math.isnan(_momentum_of(opt.param_groups[0]))
+
+
+#: Schedule specs that `fit` builds from the run's LR and length; any other spec is used as given.
+KEYWORD_SCHEDULES = ("constant", "step", "cosine", "onecycle")
+
+
+def check_fit(schedule: Schedule, total: int) -> None:
+    """A schedule given as it is, checked against the run's length before it starts: what
+    `lint` finds is a warning (a decay that ends early, one that never finishes, a jump), and a
+    schedule that would raise past its ``after="error"`` horizon is refused now, not mid-run."""
+    for finding in lint(schedule, total):
+        if finding.code == "past-end":
+            raise ValueError(
+                f"fit: schedule {schedule} ends at step {(finding.step or 1) - 1} with after='error', but "
+                f"the run has {total} steps (0 to {total - 1}): lengthen it, or use after='hold'"
+            )
+        warnings.warn(f"fit: schedule {schedule}: {finding}", UserWarning, stacklevel=3)
 
 
 def _build_schedule(schedule: str | Schedule, opt: torch.optim.Optimizer, lr: float, total: int) -> Schedule:
@@ -276,6 +294,8 @@ def fit(
     loader = task.loader(seed, "train")
     per_epoch = len(loader)
     sched = _build_schedule(schedule, opt, base_lr, epochs * per_epoch)
+    if not (isinstance(schedule, str) and schedule in KEYWORD_SCHEDULES):
+        check_fit(sched, epochs * per_epoch)
     scheduler = ScheduleLR(opt, sched)
     scaler = torch.amp.GradScaler("cuda") if amp and dev.type == "cuda" else None
     amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
