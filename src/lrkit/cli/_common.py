@@ -75,15 +75,18 @@ def task_name(ref: str | None, task: str | None, command: str, default: str | No
     return name
 
 
+def print_warning(console: Console, text: str, flags: dict[str, str] | None = None) -> None:
+    """``warning: text`` in the command's words: each argument named in `flags` as its option."""
+    console.print(f"[yellow]warning:[/yellow] {escape(in_flags(text, flags or {}))}")
+
+
 @contextlib.contextmanager
 def warnings_printed(console: Console, flags: dict[str, str] | None = None) -> Iterator[None]:
-    """Within the block, a warning the library gives is printed as it happens, as a line
-    ``warning: ...`` in the command's words (each argument in `flags` as its option), instead
-    of Python's ``file:line: UserWarning:`` report."""
+    """Within the block, a warning the library gives is printed as it happens with
+    `print_warning`, instead of Python's ``file:line: UserWarning:`` report."""
 
     def show(message: Warning | str, *args: object, **kwargs: object) -> None:
-        text = re.sub(r"^\w+: ", "", str(message), count=1)  # "fit: ": the command is the caller
-        console.print(f"[yellow]warning:[/yellow] {escape(in_flags(text, flags or {}))}")
+        print_warning(console, str(message).removeprefix("fit: "), flags)  # the command is the caller
 
     with warnings.catch_warnings():
         warnings.showwarning = show

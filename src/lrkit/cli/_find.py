@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -21,6 +20,7 @@ from lrkit.cli._common import (
     fail,
     in_flags,
     make_console,
+    print_warning,
     resolve_device,
     task_name,
 )
@@ -154,7 +154,7 @@ def find(
         )
         console.print(_candidates(v))
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(in_flags(w, WARNING_FLAGS))}")
+        print_warning(console, w, WARNING_FLAGS)
     console.print(
         f"[bold]suggestion: {result.suggestion:.3g}[/bold] ({_origin(result)})"
         if math.isfinite(result.suggestion)
