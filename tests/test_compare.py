@@ -261,8 +261,12 @@ def test_compare_checks_each_schedule_against_the_runs_once() -> None:
         result = compare(
             TASK, ["cosine(0.05, steps=20)", "constant"], ["momentum"], seeds=2, epochs=1, workers=1
         )
-    said = [str(w.message) for w in caught if "fit: schedule" in str(w.message)]
-    assert len(said) == 1 and "cosine(0.05, steps=20): [horizon-short] step 20" in said[0], said
+    said = [str(w.message) for w in caught if ": schedule " in str(w.message)]
+    assert (
+        len(said) == 1
+        and said[0].startswith("compare: schedule cosine")
+        and "cosine(0.05, steps=20): [horizon-short] step 20" in said[0]
+    ), said
     assert len(result.histories()) == 4
     with pytest.raises(ValueError, match="with after='error', but the run has"):
         compare(TASK, ['horizon(cosine(0.05, steps=20), steps=20, after="error")'], ["momentum"], epochs=1)

@@ -86,7 +86,8 @@ def warnings_printed(console: Console, flags: dict[str, str] | None = None) -> I
     `print_warning`, instead of Python's ``file:line: UserWarning:`` report."""
 
     def show(message: Warning | str, *args: object, **kwargs: object) -> None:
-        print_warning(console, str(message).removeprefix("fit: "), flags)  # the command is the caller
+        text = re.sub(r"^(fit|compare): ", "", str(message))  # the command is the caller
+        print_warning(console, text, flags)
 
     with warnings.catch_warnings():
         warnings.showwarning = show

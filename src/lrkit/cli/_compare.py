@@ -237,7 +237,7 @@ def compare(
                 on_run=advance,
             )
     except ValueError as e:
-        fail(str(e).removeprefix("fit: "))
+        fail(str(e).removeprefix("compare: "))
     title = f"lrkit compare: {result.task}"
     console.print(runs_table(result, title))
     from lrkit import optim

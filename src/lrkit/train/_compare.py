@@ -288,7 +288,7 @@ def compare(
 
     for text in specs:  # once here, rather than once in every run
         if text not in KEYWORD_SCHEDULES:
-            check_fit(parse(text), n_epochs * the_task.steps_per_epoch())
+            check_fit(parse(text), n_epochs * the_task.steps_per_epoch(), where="compare")
 
     from lrkit import optim
 

@@ -56,17 +56,18 @@ def _has_momentum(opt: torch.optim.Optimizer) -> bool:
 KEYWORD_SCHEDULES = ("constant", "step", "cosine", "onecycle")
 
 
-def check_fit(schedule: Schedule, total: int) -> None:
+def check_fit(schedule: Schedule, total: int, where: str = "fit") -> None:
     """A schedule given as it is, checked against the run's length before it starts: what
     `lint` finds is a warning (a decay that ends early, one that never finishes, a jump), and a
-    schedule that would raise past its ``after="error"`` horizon is refused now, not mid-run."""
+    schedule that would raise past its ``after="error"`` horizon is refused now, not mid-run.
+    Messages begin with `where` (the caller's name)."""
     for finding in lint(schedule, total):
         if finding.code == "past-end":
             raise ValueError(
-                f"fit: schedule {schedule} ends at step {(finding.step or 1) - 1} with after='error', but "
-                f"the run has {total} steps (0 to {total - 1}): lengthen it, or use after='hold'"
+                f"{where}: schedule {schedule} ends at step {(finding.step or 1) - 1} with after='error', "
+                f"but the run has {total} steps (0 to {total - 1}): lengthen it, or use after='hold'"
             )
-        warnings.warn(f"fit: schedule {schedule}: {finding}", UserWarning, stacklevel=3)
+        warnings.warn(f"{where}: schedule {schedule}: {finding}", UserWarning, stacklevel=3)
 
 
 def _build_schedule(schedule: str | Schedule, opt: torch.optim.Optimizer, lr: float, total: int) -> Schedule:
@@ -227,8 +228,9 @@ def fit(
             down to 0; ``"onecycle"``: ``onecycle(lr, steps=<all steps>)`` with its momentum cycle
             (SGD's momentum or Adam's beta1) where the optimizer has momentum,
             ``momentum_range=none`` where it has none; or any lrkit `Schedule` or
-            spec string, used as it is (`lr` then only builds the optimizer). A schedule with a
-            `plateau` node is told the validation loss after every epoch.
+            spec string, used as it is (`lr` then only builds the optimizer) and checked against
+            the run's length first (`lrkit.schedules.lint`: what it finds is a warning). A
+            schedule with a `plateau` node is told the validation loss after every epoch.
         epochs: epochs of the whole run, >= 1 (default: ``task.epochs``).
         lr: the learning rate, finite and > 0; None: the registry's default for a named optimizer,
             the optimizer's own LR for a ready one.
@@ -259,7 +261,8 @@ def fit(
     instead of raising.
 
     Raises:
-        ValueError: a bad argument (named in the message), an unknown optimizer or schedule, or a
+        ValueError: a bad argument (named in the message), an unknown optimizer or schedule, a
+            schedule that would raise past its ``after="error"`` horizon during the run, or a
             checkpoint that does not belong to this run.
         CheckpointError: ``last.pt`` is unreadable or not an lrkit checkpoint.
 
