@@ -58,7 +58,8 @@ def make_console() -> Console:
 
 #: A command's task, given as its argument (``lrkit train path/to/file.py:task``) ...
 TaskArgument = Annotated[
-    str | None, typer.Argument(help="A task: a built-in name, path/to/file.py:attr or module:attr.")
+    str | None,
+    typer.Argument(metavar="TASK", help="A task: a built-in name, path/to/file.py:attr or module:attr."),
 ]
 #: ... or with ``--task`` (``lrkit train --task mlp-digits``).
 TaskOption = Annotated[str | None, typer.Option("--task", "-t", help="The task, as an option.")]
