@@ -540,6 +540,15 @@ def test_bad_inputs_name_the_problem() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="yielded no batches"):
         find_lr(model, opt, F.cross_entropy, [])
+    taken = []
+
+    def counted(m: torch.nn.Module, batch: Any) -> torch.Tensor:
+        taken.append(1)
+        return F.cross_entropy(m(batch[0]), batch[1])
+
+    with pytest.raises(ValueError, match="`val_loader` yielded no batches"):  # said before the sweep
+        find_lr(model, opt, None, _batches(), step_fn=counted, val_loader=[])
+    assert taken == []
     with pytest.raises(ValueError, match="scalar tensor, got shape"):
         find_lr(model, opt, lambda out, y: F.cross_entropy(out, y, reduction="none"), _batches())
     frozen = _model()

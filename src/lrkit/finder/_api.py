@@ -6,7 +6,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any
 
 import numpy as np
@@ -204,6 +204,8 @@ def find_lr(
             f"batches), got an iterator ({type(val_loader).__name__}): every verified candidate is "
             "scored on a full pass over it, and an iterator is spent after the first"
         )
+    if isinstance(val_loader, Sized) and len(val_loader) == 0:  # before the sweep, not after it
+        raise ValueError("`val_loader` yielded no batches")
     plain_batches = step_fn is None
     if step_fn is None:
         if loss_fn is None:
