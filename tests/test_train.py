@@ -423,3 +423,17 @@ def test_range_test_on_a_run_shorter_than_the_verification_needs() -> None:
     assert r.verification is not None and r.verification.steps == 5
     assert r.verification.horizon_factor == 1.0
     assert range_test(Noise(), "adam", epochs=10).verification.steps == 40 // 5
+
+
+def test_a_checkpoint_folder_that_cannot_be_written_is_refused_before_training(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    model = get("logreg-digits").model(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for folder in (blocker, blocker / "below"):
+        with pytest.raises(ValueError, match=r"fit: `checkpoint_dir` must be a folder lrkit can write to"):
+            fit(get("logreg-digits"), "adam", "constant", 1, model=model, checkpoint_dir=folder)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing trained
+    made = tmp_path / "new" / "run"  # a folder that does not exist yet is made
+    fit(get("logreg-digits"), "adam", "constant", 1, checkpoint_dir=made)
+    assert sorted(p.name for p in made.iterdir()) == ["best.pt", "last.pt"]
