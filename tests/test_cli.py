@@ -250,3 +250,14 @@ def test_train_takes_a_task_as_its_argument(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["train", "mlp-digits", "--epochs", "1", "-o", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "history.json").read_text())["task"] == "mlp-digits"
+
+
+@pytest.mark.parametrize("command", ["find", "train", "compare", "explain", "tune", "demo"])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_work(
+    command: str, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    res = CliRunner().invoke(app, [command, "mlp-digits", "-o", str(blocker / "out")])
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith("error: --output must be a folder lrkit can write to, got --output=")

@@ -352,6 +352,7 @@ def test_a_named_study_is_kept_in_sqlite_joined_and_guarded(tmp_path: Path) -> N
         ({"timeout": 0}, "`timeout` must be a number of seconds > 0"),
         ({"storage": "not a url"}, "`storage` must be a database URL"),
         ({"storage": "redis://localhost:6379"}, "must be a sqlite:// or postgresql:// URL"),
+        ({"out": "/dev/null/below"}, "`out` must be a folder lrkit can write to, got out='/dev/null/below'"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs: dict, message: str) -> None:

@@ -7,6 +7,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -93,6 +94,17 @@ def warnings_printed(console: Console, flags: dict[str, str] | None = None) -> I
     with warnings.catch_warnings():
         warnings.showwarning = show
         yield
+
+
+def output_folder(path: Path) -> Path:
+    """The command's ``--output`` folder, checked (not made) before the work starts: a folder
+    that cannot take the results is said now (exit status 1), not after the training."""
+    from lrkit._checks import writable_folder
+
+    try:
+        return writable_folder(path, "output", make=False)
+    except ValueError as e:
+        fail(in_flags(str(e), {"output": "--output"}), code=1)
 
 
 def duration(seconds: float) -> str:

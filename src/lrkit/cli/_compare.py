@@ -23,6 +23,7 @@ from lrkit.cli._common import (
     duration,
     fail,
     make_console,
+    output_folder,
     task_name,
     warnings_printed,
 )
@@ -220,6 +221,7 @@ def compare(
     from lrkit.train import compare as run_compare
 
     name = task_name(ref, task, "compare")
+    output = output_folder(output)
     specs = split_values(schedules, ";") or ["constant"]
     opts = split_values(optimizers, ",") or ["adam"]
     lr_choice = parse_lrs(lrs)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, task_name
+from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, output_folder, task_name
 from lrkit.schedules import LintWarning, Plateau, Schedule, lint, parse
 
 #: The gallery: one panel per spec.
@@ -252,6 +252,7 @@ def demo(
     if seeds < 1 or trials < 1:
         fail(f"--seeds and --trials must be >= 1, got --seeds {seeds} --trials {trials}")
     name = task_name(ref, task, "demo", DEFAULT_TASK)
+    output = output_folder(output)
     entries = build_entries()
     try:
         paths = write_gallery(output, entries)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, task_name
+from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, output_folder, task_name
 from lrkit.cli._compare import run_progress, runs_table, write_outputs
 
 
@@ -31,6 +31,7 @@ def explain(
     from lrkit.train import explain as run_explain
 
     name = task_name(ref, task, "explain")
+    output = output_folder(output)
     console = make_console()
     try:
         with run_progress(console, "range test, then 3 runs") as advance:

@@ -20,6 +20,7 @@ from lrkit.cli._common import (
     fail,
     in_flags,
     make_console,
+    output_folder,
     print_warning,
     resolve_device,
     task_name,
@@ -71,6 +72,7 @@ def find(
 ) -> None:
     """Run the LR range test on a task: a table of every rule's suggestion, the curve as PNG, JSON."""
     name = task_name(ref, task, "find")
+    output = output_folder(output)
     import torch
 
     from lrkit import optim
@@ -90,10 +92,6 @@ def find(
         fail(str(e))
     run_length = the_task.epochs * the_task.steps_per_epoch()  # the training verification fits in
     console = make_console()
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        fail(f"cannot create {output}: {e}", code=1)
     columns: list[Any] = [TextColumn("range test"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         job = bar.add_task("sweep", total=steps * seeds)
@@ -162,6 +160,7 @@ def find(
     )
     png, js = output / "lr_find.png", output / "lr_find.json"
     try:
+        output.mkdir(parents=True, exist_ok=True)
         result.plot(png)
         result.to_json(js)
     except ImportError as e:

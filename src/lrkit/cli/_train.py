@@ -20,6 +20,7 @@ from lrkit.cli._common import (
     fail,
     in_flags,
     make_console,
+    output_folder,
     resolve_device,
     task_name,
     warnings_printed,
@@ -72,6 +73,7 @@ def train(
 
     try:
         the_task = load(task_name(ref, task, "train"))
+        output = output_folder(output)
     except TaskError as e:
         fail(str(e))
     if optimizer not in optim.names():

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lrkit._words import counted
-from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, task_name
+from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, output_folder, task_name
 
 study_app = typer.Typer(help="Inspect a stored tuning study.", no_args_is_help=True)
 
@@ -106,6 +106,7 @@ def tune(
 ) -> None:
     """Tune the learning rate (and friends): search, cross-validate, prune, refit, report."""
     name = task_name(ref, task, "tune")
+    output = output_folder(output)
     import torch
 
     from lrkit.tasks import TaskError
@@ -187,6 +188,7 @@ def plot(
     """The figures and HTML page of a stored study (history, LR against score, importance)."""
     from lrkit.tune import load_result
 
+    output = output_folder(output)
     try:
         result = load_result(storage, study)
     except ValueError as e:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from typing import Any
 
 import torch
 
-from lrkit._checks import positive_or_none
+from lrkit._checks import positive_or_none, writable_folder
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import make
 from lrkit.schedules import Schedule, constant, cosine, lint, multistep, onecycle, parse
@@ -69,20 +68,6 @@ def check_fit(schedule: Schedule, total: int, where: str = "fit") -> None:
                 f"but the run has {total} steps (0 to {total - 1}): lengthen it, or use after='hold'"
             )
         warnings.warn(f"{where}: schedule {schedule}: {finding}", UserWarning, stacklevel=3)
-
-
-def _check_writable(folder: Path) -> None:
-    """Made (with its parents) and written to once, before anything trains: a folder that cannot
-    hold the checkpoints is said at the start, not after the first epoch."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise ValueError(
-            f"fit: `checkpoint_dir` must be a folder lrkit can write to, got checkpoint_dir={str(folder)!r} "
-            f"({e.strerror or e})"
-        ) from None
 
 
 def _build_schedule(schedule: str | Schedule, opt: torch.optim.Optimizer, lr: float, total: int) -> Schedule:
@@ -300,7 +285,7 @@ def fit(
     if amp and dev.type not in ("cpu", "cuda"):
         raise ValueError(f"fit: amp=True supports the 'cpu' and 'cuda' devices, got device={device!r}")
     if checkpoint_dir is not None:
-        _check_writable(Path(checkpoint_dir))
+        writable_folder(checkpoint_dir, "checkpoint_dir", "fit: ")
     start = time.perf_counter()
 
     torch.manual_seed(seed)

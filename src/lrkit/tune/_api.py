@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lrkit._checks import writable_folder
 from lrkit.tasks import Task, TaskData, load
 from lrkit.train._compare import _warm_up
 from lrkit.tune._folds import SplitTask, pooled
@@ -235,7 +236,7 @@ def _tune(
         raise ValueError(f"`study` must be a non-empty name or None, got study={study!r}")
     the_task = load(task)
     n_epochs = the_task.epochs if epochs is None else epochs
-    directory = None if out is None else Path(out)
+    directory = None if out is None else writable_folder(out, "out", make=False)
     url = storage
     if url is None and study is not None:
         url = default_storage(directory or Path("."))
