@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from lrkit._words import counted
 from lrkit.tasks import Task
 from lrkit.train._compare import (
     Progress,
@@ -170,7 +171,7 @@ def interpret(
     tol = 0.005 + 0.01 * abs(m_ref) if math.isfinite(m_ref) else math.inf
     worse = math.isfinite(m) and math.isfinite(m_ref) and sign * (m_ref - m) > tol
     better = math.isfinite(m) and math.isfinite(m_ref) and sign * (m - m_ref) > tol
-    val = f"val {metric} {m:.3g} after {n_ep} epochs"
+    val = f"val {metric} {m:.3g} after {counted(n_ep, 'epoch')}"
     against = f"against {m_ref:.3g} at the suggested LR"
     if history is reference or lr == ref_lr:
         return f"suggested: the loss falls from {first:.3g} to {last:.3g}; {val}"
