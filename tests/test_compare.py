@@ -47,6 +47,11 @@ def test_compare_writes_every_file(tmp_path: Path) -> None:
     result = CompareResult.from_dict(data)
     assert [r.lr for r in result.runs].count(None) == 2  # the explicit spec sets its own LR
     assert {r.lr for r in result.runs if r.schedule == "constant"} == {1e-3, 1e-2}
+    # printed: each run's mean final metric, not twenty histories
+    text = repr(result)
+    assert text.startswith(f"CompareResult(task='{TASK}', metric='accuracy', epochs=2, runs={{'")
+    assert len(text) < 800
+    assert f"'{result.runs[0].label}': {result.runs[0].metric_mean:.4g}" in text
     page = (out / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 1
     assert "http" not in page.replace("http-equiv", "")  # nothing fetched from elsewhere

@@ -249,6 +249,8 @@ def test_grid_visits_every_point_once_and_refit_scores_the_saved_model(tmp_path:
     lrs = sorted(t.params["lr"] for t in result.trials)
     assert lrs == [1e-3, 1e-2, 0.1, 1.0]
     assert result.count("COMPLETE") == 4 and result.epochs_spent == 8
+    assert repr(result) == f"TuneResult({result.summary()})"
+    assert "4 trials, 0 pruned, 8 epochs" in repr(result)
     best = max(result.trials, key=lambda t: t.value or -1)
     assert result.best is not None and result.best.number == best.number
     # the refit model on disk is the one scored on the test split

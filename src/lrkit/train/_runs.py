@@ -16,7 +16,7 @@ from lrkit.train._history import History
 __all__ = ["CompareResult", "Run", "format_metric"]
 
 
-@dataclass
+@dataclass(repr=False)
 class Run:
     """One run label: an optimizer, a schedule and an LR, trained once per seed.
 
@@ -41,6 +41,12 @@ class Run:
     def metrics(self) -> list[float]:
         """The final validation metric of every seed (NaN where a run diverged)."""
         return [float(h.final_metric) if h.final_metric is not None else math.nan for h in self.histories]
+
+    def __repr__(self) -> str:
+        return (
+            f"Run({self.label!r}, seeds={len(self.histories)}, metric_mean={self.metric_mean:.4g}, "
+            f"diverged={self.diverged})"
+        )
 
     @property
     def diverged(self) -> int:
@@ -92,7 +98,7 @@ class Run:
         )
 
 
-@dataclass
+@dataclass(repr=False)
 class CompareResult:
     """The runs of `compare` or `explain`, with what is needed to plot and tabulate them.
 
@@ -121,6 +127,14 @@ class CompareResult:
     lr_source: str = "given"
     seconds: float = 0.0
     kind: str = "compare"
+
+    def __repr__(self) -> str:
+        """The task and each run's mean final metric; the histories are in `runs`."""
+        runs = ", ".join(f"{r.label!r}: {r.metric_mean:.4g}" for r in self.runs)
+        return (
+            f"CompareResult(task={self.task!r}, metric={self.metric!r}, epochs={self.epochs}, "
+            f"runs={{{runs}}})"
+        )
 
     def best(self) -> Run | None:
         """The run with the best mean final metric (None when every run diverged)."""

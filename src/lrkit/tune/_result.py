@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrkit._words import counted
+
 __all__ = ["TrialRecord", "TuneResult", "from_study"]
 
 RESULT_FORMAT = "lrkit.TuneResult/1"
@@ -44,7 +46,7 @@ class TrialRecord:
     diverged: int = 0
 
 
-@dataclass
+@dataclass(repr=False)
 class TuneResult:
     """What a tuning run found.
 
@@ -110,14 +112,19 @@ class TuneResult:
             Path(path).write_text(text + "\n")
         return text
 
+    def __repr__(self) -> str:
+        """The study in a line (`summary`); every trial is in `trials`."""
+        return f"TuneResult({self.summary()})"
+
     def summary(self) -> str:
         """One line: the best configuration and what it cost."""
         if self.best is None:
-            return f"study {self.study!r}: no trial completed ({len(self.trials)} trials)"
+            return f"study {self.study!r}: no trial completed ({counted(len(self.trials), 'trial')})"
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.best.params.items())
         line = (
             f"study {self.study!r}: best {self.metric} {self.best_value:.4g} (trial {self.best.number}: "
-            f"{params}); {len(self.trials)} trials, {self.count('PRUNED')} pruned, {self.epochs_spent} epochs"
+            f"{params}); {counted(len(self.trials), 'trial')}, {self.count('PRUNED')} pruned, "
+            f"{counted(self.epochs_spent, 'epoch')}"
         )
         if self.test_metric is not None:
             line += f"; refit test {self.metric} {self.test_metric:.4g}"
