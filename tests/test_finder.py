@@ -128,6 +128,34 @@ def test_restored_bitwise_with_torch_dataloaders(vectorize: bool) -> None:
     assert _same(_state(model, opt), before)
 
 
+@pytest.mark.parametrize("snapshot", ["cpu", "disk"])
+def test_a_parameter_the_optimizer_trains_outside_the_model_comes_back(snapshot: str, tmp_path: Path) -> None:
+    """A loss with a learnable temperature: the optimizer trains it with the model, so the sweep
+    and every verified candidate move it; it comes back, its gradient too, and each candidate
+    starts from its value (scored the same as when it is a part of the model)."""
+    scores = []
+    for inside in (False, True):
+        model = _model()
+        temperature = torch.nn.Parameter(torch.tensor(1.0))
+        if inside:
+            model.register_parameter("temperature", temperature)
+        params = [p for p in model.parameters() if p is not temperature] + [temperature]
+        opt = torch.optim.Adam(params, lr=1e-3)
+        temperature.grad = torch.tensor(0.25)
+
+        def loss(out: torch.Tensor, y: torch.Tensor, t: torch.Tensor = temperature) -> torch.Tensor:
+            return F.cross_entropy(out * t, y)
+
+        result = find_lr(
+            model, opt, loss, _batches(), val_loader=_val(), train_steps=200, snapshot=snapshot,
+            snapshot_dir=tmp_path, vectorize=False,
+        )  # fmt: skip
+        assert temperature.item() == 1.0 and temperature.grad is not None and temperature.grad.item() == 0.25
+        assert result.verification is not None
+        scores.append(result.verification.scores)
+    assert scores[0] == scores[1]
+
+
 class Boom(Exception):
     pass
 

@@ -1,6 +1,7 @@
 """Save and restore everything a range test touches, bit for bit, without a second copy of the
 model on the accelerator: parameters, buffers, gradients, train/eval modes, the optimizer's
-state and hyperparameters, an attached scheduler, a gradient scaler's scale, and the Python,
+state and hyperparameters (and any parameter it updates outside the model, such as a learnable
+temperature in the loss), an attached scheduler, a gradient scaler's scale, and the Python,
 NumPy and torch RNG states."""
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def _copy_into(original: Any, loaded: Any) -> Any:
     return loaded
 
 
+def _grad_copy(p: torch.Tensor) -> torch.Tensor | None:
+    return None if p.grad is None else p.grad.detach().to("cpu", copy=True)
+
+
 class Snapshot:
     """The state of a model, optimizer, optional scheduler and scaler, and the RNGs at one moment.
 
@@ -82,11 +87,16 @@ class Snapshot:
         self._restore_modes = modes_now(model)
         self._python_rng = random.getstate()
         self._numpy_rng = np.random.get_state()
+        # parameters the optimizer updates that are not the model's (a loss's own weights)
+        own = {id(p) for p in model.parameters()}
+        self._extra = list(
+            {id(p): p for g in optimizer.param_groups for p in g["params"] if id(p) not in own}.values()
+        )
         state: dict[str, Any] = {
             "model": _to_cpu(model.state_dict()),
-            "grads": [
-                None if p.grad is None else p.grad.detach().to("cpu", copy=True) for p in model.parameters()
-            ],
+            "grads": [_grad_copy(p) for p in model.parameters()],
+            "extra": [p.detach().to("cpu", copy=True) for p in self._extra],
+            "extra_grads": [_grad_copy(p) for p in self._extra],
             "optimizer": _to_cpu(optimizer.state_dict()),
             "scheduler": None if scheduler is None else _to_cpu(scheduler.state_dict()),
             "torch_rng": torch.get_rng_state(),
@@ -120,7 +130,10 @@ class Snapshot:
         state = self._load()
         with torch.no_grad():
             self.model.load_state_dict(state["model"])
-            for p, g in zip(self.model.parameters(), state["grads"], strict=True):
+            for p, value in zip(self._extra, state["extra"], strict=True):
+                p.copy_(value)
+            params = [*self.model.parameters(), *self._extra]
+            for p, g in zip(params, [*state["grads"], *state["extra_grads"]], strict=True):
                 if g is None:
                     p.grad = None
                 elif p.grad is not None and p.grad.shape == g.shape:
