@@ -500,3 +500,11 @@ def test_workers_that_raise_are_reported_not_hidden(tmp_path: Path) -> None:
         )
     stored = load_result(f"sqlite:///{tmp_path / 'lrkit-studies.db'}", "broken")
     assert stored.trials and all(t.state == "FAIL" for t in stored.trials)
+
+
+def test_a_schedule_that_does_not_fit_the_trials_is_said_once() -> None:
+    with pytest.warns(UserWarning) as caught:
+        tune(TASK, {"lr": LogFloat(1e-3, 1.0)}, strategy="random", trials=3, epochs=1, refit=False,
+             schedule="cosine(0.01, steps=5)")  # fmt: skip
+    said = [str(w.message) for w in caught if "schedule cosine(0.01, steps=5)" in str(w.message)]
+    assert len(said) == 1 and "[horizon-short] step 5" in said[0], said

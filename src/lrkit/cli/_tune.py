@@ -12,7 +12,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lrkit._words import counted
-from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, output_folder, task_name
+from lrkit.cli._common import (
+    TaskArgument,
+    TaskOption,
+    fail,
+    make_console,
+    output_folder,
+    task_name,
+    warnings_printed,
+)
 
 study_app = typer.Typer(help="Inspect a stored tuning study.", no_args_is_help=True)
 
@@ -142,12 +150,13 @@ def tune(
             from lrkit.tasks import load
 
             direction[0] = 1.0 if load(name).mode == "max" else -1.0
-            result = run_tune(
-                name, space, strategy=strategy, trials=trials, cv=cv, pruner=pruner, epochs=epochs,
-                optimizer=optimizer, schedule=schedule, storage=storage, study=study, workers=workers,
-                timeout=timeout, seed=seed, refit=refit, out=output, on_trial=on_trial,
-                heartbeat=(heartbeat, 3 * heartbeat),
-            )  # fmt: skip
+            with warnings_printed(console):
+                result = run_tune(
+                    name, space, strategy=strategy, trials=trials, cv=cv, pruner=pruner, epochs=epochs,
+                    optimizer=optimizer, schedule=schedule, storage=storage, study=study, workers=workers,
+                    timeout=timeout, seed=seed, refit=refit, out=output, on_trial=on_trial,
+                    heartbeat=(heartbeat, 3 * heartbeat),
+                )  # fmt: skip
         except (TaskError, ValueError) as e:
             fail(str(e))
         except RuntimeError as e:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,29 @@ def check_fit(schedule: Schedule, total: int, where: str = "fit") -> None:
                 f"but the run has {total} steps (0 to {total - 1}): lengthen it, or use after='hold'"
             )
         warnings.warn(f"{where}: schedule {schedule}: {finding}", UserWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def schedule_warnings_once() -> Iterator[None]:
+    """Within the block, each of `check_fit`'s warnings is shown once, however many runs give it
+    (the trials of a study, say); other warnings pass as they are."""
+    seen: set[str] = set()
+    show = warnings.showwarning
+
+    def once(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:  # fmt: skip
+        text = str(message)
+        if re.match(r"(fit|compare): schedule ", text):
+            if text in seen:
+                return
+            seen.add(text)
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = once
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
 
 
 def _build_schedule(schedule: str | Schedule, opt: torch.optim.Optimizer, lr: float, total: int) -> Schedule:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from lrkit.tasks import Task, load
+from lrkit.train._fit import schedule_warnings_once
 from lrkit.tune._evaluate import RESERVED, evaluate, resolve
 from lrkit.tune._space import (
     DEFAULT_GRID_POINTS,
@@ -223,10 +224,11 @@ def _trials(
 
         callbacks.append(report)
     grid_size = math.prod(len(v) for v in grid_points(plan.params(), plan.grid_points).values())
-    while (deadline is None or time.time() < deadline) and _claim(tickets):
-        if plan.strategy == "grid" and _grid_done(study, grid_size):
-            break
-        study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False, callbacks=callbacks)
+    with schedule_warnings_once():  # a schedule that does not fit the runs: said once, not per trial
+        while (deadline is None or time.time() < deadline) and _claim(tickets):
+            if plan.strategy == "grid" and _grid_done(study, grid_size):
+                break
+            study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False, callbacks=callbacks)
 
 
 def _worker_main(plan: Plan, task: Task | str, storage: str, study_name: str, tickets: Any, worker: int,
