@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 from lrkit.tasks import Task, load
 from lrkit.tasks import names as task_names
-from lrkit.train._fit import KEYWORD_SCHEDULES
 from lrkit.train._history import History
 from lrkit.train._runs import CompareResult, Run
+from lrkit.train._schedule import KEYWORD_SCHEDULES
 
 __all__ = ["KEYWORD_SCHEDULES", "CompareResult", "Run", "compare"]
 
@@ -284,7 +284,7 @@ def compare(
     lr_choice = _check_lrs(lrs)
     _check_start_method(start_method)
     from lrkit.schedules import parse
-    from lrkit.train._fit import check_fit
+    from lrkit.train._schedule import check_fit
 
     for text in specs:  # once here, rather than once in every run
         if text not in KEYWORD_SCHEDULES:

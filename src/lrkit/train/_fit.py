@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import torch
 from lrkit._checks import positive_or_none, writable_folder
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import make
-from lrkit.schedules import Schedule, constant, cosine, lint, multistep, onecycle, parse
+from lrkit.schedules import Schedule
 from lrkit.tasks import BatchLoader, Task, evaluate_split
 from lrkit.train._checkpoint import (
     CheckpointError,
@@ -30,87 +28,9 @@ from lrkit.train._checkpoint import (
 )
 from lrkit.train._early import EarlyStopping
 from lrkit.train._history import History
+from lrkit.train._schedule import KEYWORD_SCHEDULES, build_schedule, check_fit, momentum_of, read_number
 
 __all__ = ["fit"]
-
-
-def _read(value: Any) -> float:
-    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
-
-
-def _momentum_of(group: dict[str, Any]) -> float:
-    """A param group's momentum (``betas[0]`` for Adam-style optimizers); NaN when it has none."""
-    if "betas" in group:
-        return _read(group["betas"][0])
-    m = group.get("momentum")
-    if m is None:
-        return math.nan
-    m = _read(m)
-    return m if m != 0.0 else math.nan
-
-
-def _has_momentum(opt: torch.optim.Optimizer) -> bool:
-    return not math.isnan(_momentum_of(opt.param_groups[0]))
-
-
-#: Schedule specs that `fit` builds from the run's LR and length; any other spec is used as given.
-KEYWORD_SCHEDULES = ("constant", "step", "cosine", "onecycle")
-
-
-def check_fit(schedule: Schedule, total: int, where: str = "fit") -> None:
-    """A schedule given as it is, checked against the run's length before it starts: what
-    `lint` finds is a warning (a decay that ends early, one that never finishes, a jump), and a
-    schedule that would raise past its ``after="error"`` horizon is refused now, not mid-run.
-    Messages begin with `where` (the caller's name)."""
-    for finding in lint(schedule, total):
-        if finding.code == "past-end":
-            raise ValueError(
-                f"{where}: schedule {schedule} ends at step {(finding.step or 1) - 1} with after='error', "
-                f"but the run has {total} steps (0 to {total - 1}): lengthen it, or use after='hold'"
-            )
-        warnings.warn(f"{where}: schedule {schedule}: {finding}", UserWarning, stacklevel=3)
-
-
-@contextlib.contextmanager
-def schedule_warnings_once() -> Iterator[None]:
-    """Within the block, each of `check_fit`'s warnings is shown once, however many runs give it
-    (the trials of a study, say); other warnings pass as they are."""
-    seen: set[str] = set()
-    show = warnings.showwarning
-
-    def once(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-             file: Any = None, line: str | None = None) -> None:  # fmt: skip
-        text = str(message)
-        if re.match(r"(fit|compare): schedule ", text):
-            if text in seen:
-                return
-            seen.add(text)
-        show(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = once
-    try:
-        yield
-    finally:
-        warnings.showwarning = show
-
-
-def _build_schedule(schedule: str | Schedule, opt: torch.optim.Optimizer, lr: float, total: int) -> Schedule:
-    """The run's schedule: a `Schedule` as it is, a keyword shape scaled to `lr` and `total`, or a spec."""
-    if isinstance(schedule, Schedule):
-        return schedule
-    if schedule == "constant":
-        return constant(lr)
-    if schedule == "step":
-        milestones = tuple(sorted({max(1, total // 2), max(2, (3 * total) // 4)}))
-        return multistep(lr, milestones=milestones, factor=0.1)
-    if schedule == "cosine":
-        return cosine(lr, steps=max(1, total), end=0.0)
-    if schedule == "onecycle":
-        if total < 2:
-            raise ValueError(f"fit: schedule='onecycle' needs at least 2 steps, the run has {total}")
-        momentum = (0.85, 0.95) if _has_momentum(opt) else None
-        return onecycle(lr, steps=total, momentum_range=momentum)
-    return parse(schedule)
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -319,10 +239,10 @@ def fit(
         opt, opt_name = optimizer, type(optimizer).__name__
     else:
         opt, opt_name = make(optimizer, net, lr), optimizer
-    base_lr = float(lr) if lr is not None else _read(opt.defaults["lr"])
+    base_lr = float(lr) if lr is not None else read_number(opt.defaults["lr"])
     loader = task.loader(seed, "train")
     per_epoch = len(loader)
-    sched = _build_schedule(schedule, opt, base_lr, epochs * per_epoch)
+    sched = build_schedule(schedule, opt, base_lr, epochs * per_epoch)
     if not (isinstance(schedule, str) and schedule in KEYWORD_SCHEDULES):
         check_fit(sched, epochs * per_epoch)
     scheduler = ScheduleLR(opt, sched)
@@ -375,8 +295,8 @@ def fit(
                 losses: list[float] = []
                 for x, y in loader:
                     x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                    history.lrs.append(_read(group["lr"]))
-                    history.momenta.append(_momentum_of(group))
+                    history.lrs.append(read_number(group["lr"]))
+                    history.momenta.append(momentum_of(group))
                     with autocast():
                         loss = task.loss(net(x), y)
                     value = float(loss.detach().float().item())

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from lrkit.tasks import Task, load
-from lrkit.train._fit import schedule_warnings_once
+from lrkit.train._schedule import schedule_warnings_once
 from lrkit.tune._evaluate import RESERVED, evaluate, resolve
 from lrkit.tune._space import (
     DEFAULT_GRID_POINTS,
