@@ -19,6 +19,7 @@ from lrkit.train import (
     CheckpointError,
     EarlyStopping,
     History,
+    ScheduleFitWarning,
     fit,
     load_checkpoint,
     save_checkpoint,
@@ -296,7 +297,8 @@ def test_a_schedule_given_as_it_is_is_checked_against_the_run_before_it_starts()
     early holds its last LR (here 0) for the rest of the run, one that is too long never anneals;
     a schedule that would raise past its horizon is refused before the first step."""
     task = get("logreg-digits")  # 34 steps an epoch: 68 in 2 epochs
-    with pytest.warns(UserWarning, match=r"\[horizon-short\] step 20: .* the last 48 steps hold the LR at 0"):
+    short = r"\[horizon-short\] step 20: .* the last 48 steps hold the LR at 0"
+    with pytest.warns(ScheduleFitWarning, match=short):
         fit(task, "momentum", "cosine(0.05, steps=20)", 2)
     with pytest.warns(UserWarning, match=r"\[horizon-long\] the schedule lasts 6800 steps but training runs"):
         fit(task, "momentum", "cosine(0.05, steps=6800)", 2)

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from lrkit._checks import writable_folder
 from lrkit.schedules import Schedule, ScheduleError, parse
 from lrkit.schedules._base import MAX_STEP
 
@@ -99,8 +100,6 @@ def warnings_printed(console: Console, flags: dict[str, str] | None = None) -> I
 def output_folder(path: Path) -> Path:
     """The command's ``--output`` folder, checked (not made) before the work starts: a folder
     that cannot take the results is said now (exit status 1), not after the training."""
-    from lrkit._checks import writable_folder
-
     try:
         return writable_folder(path, "output", make=False)
     except ValueError as e:

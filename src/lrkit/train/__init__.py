@@ -26,12 +26,14 @@ from lrkit.train._fit import fit
 from lrkit.train._history import HISTORY_FORMAT, STATUSES, History
 from lrkit.train._range import range_test
 from lrkit.train._runs import CompareResult, Run, format_metric
+from lrkit.train._schedule import ScheduleFitWarning
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "KEYWORD_SCHEDULES",
     "CompareResult",
     "Run",
+    "ScheduleFitWarning",
     "compare",
     "explain",
     "format_metric",

@@ -23,7 +23,7 @@ from lrkit.tasks import Task, load
 from lrkit.tasks import names as task_names
 from lrkit.train._history import History
 from lrkit.train._runs import CompareResult, Run
-from lrkit.train._schedule import KEYWORD_SCHEDULES
+from lrkit.train._schedule import KEYWORD_SCHEDULES, ScheduleFitWarning
 
 __all__ = ["KEYWORD_SCHEDULES", "CompareResult", "Run", "compare"]
 
@@ -84,7 +84,7 @@ def _run_job(job: _FitJob | _FindJob) -> dict[str, Any]:
     from lrkit.train._fit import fit
 
     with warnings.catch_warnings():  # `compare` said what it has to say about the schedule
-        warnings.filterwarnings("ignore", message="fit: schedule ", category=UserWarning)
+        warnings.simplefilter("ignore", ScheduleFitWarning)
         history = fit(task, job.optimizer, job.schedule, job.epochs, lr=job.lr, seed=job.seed, progress=False)
     return history.to_dict()
 

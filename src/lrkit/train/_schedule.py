@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ from lrkit.schedules import Schedule, constant, cosine, lint, multistep, onecycl
 
 __all__ = [
     "KEYWORD_SCHEDULES",
+    "ScheduleFitWarning",
     "build_schedule",
     "check_fit",
     "has_momentum",
@@ -50,6 +50,11 @@ def has_momentum(opt: torch.optim.Optimizer) -> bool:
 KEYWORD_SCHEDULES = ("constant", "step", "cosine", "onecycle")
 
 
+class ScheduleFitWarning(UserWarning):
+    """A schedule given as it is does not fit the run it is given for (`check_fit`): a decay
+    that ends early or never finishes, a jump, an LR of 0 at step 0."""
+
+
 def check_fit(schedule: Schedule, total: int, where: str = "fit") -> None:
     """A schedule given as it is, checked against the run's length before it starts: what
     `lint` finds is a warning (a decay that ends early, one that never finishes, a jump), and a
@@ -61,7 +66,7 @@ def check_fit(schedule: Schedule, total: int, where: str = "fit") -> None:
                 f"{where}: schedule {schedule} ends at step {(finding.step or 1) - 1} with after='error', "
                 f"but the run has {total} steps (0 to {total - 1}): lengthen it, or use after='hold'"
             )
-        warnings.warn(f"{where}: schedule {schedule}: {finding}", UserWarning, stacklevel=3)
+        warnings.warn(f"{where}: schedule {schedule}: {finding}", ScheduleFitWarning, stacklevel=3)
 
 
 @contextlib.contextmanager
@@ -73,11 +78,10 @@ def schedule_warnings_once() -> Iterator[None]:
 
     def once(message: Warning | str, category: type[Warning], filename: str, lineno: int,
              file: Any = None, line: str | None = None) -> None:  # fmt: skip
-        text = str(message)
-        if re.match(r"(fit|compare): schedule ", text):
-            if text in seen:
+        if issubclass(category, ScheduleFitWarning):
+            if str(message) in seen:
                 return
-            seen.add(text)
+            seen.add(str(message))
         show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = once
