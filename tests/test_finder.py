@@ -109,6 +109,22 @@ def test_everything_is_restored_bitwise(make_opt: Any, snapshot: str, tmp_path: 
     assert list(tmp_path.iterdir()) == []  # the snapshot file is gone
 
 
+def test_tensor_lrs_shared_by_groups_and_the_default_come_back_as_the_same_objects() -> None:
+    """torch gives groups without an LR of their own the optimizer's default tensor; the sweep's
+    scheduler gives each group its own, and the result puts the user's objects back."""
+    model = _model()
+    opt = torch.optim.Adam(
+        [{"params": model[0].parameters()}, {"params": model[2].parameters()}], lr=torch.tensor(1e-3)
+    )
+    lr_obj = opt.defaults["lr"]
+    assert all(g["lr"] is lr_obj for g in opt.param_groups)
+    before = _state(model, opt)
+    find_lr(model, opt, F.cross_entropy, _batches(), val_loader=_batches()[:4], train_steps=300)
+    assert _same(_state(model, opt), before)
+    assert opt.defaults["lr"] is lr_obj and all(g["lr"] is lr_obj for g in opt.param_groups)
+    assert torch.equal(lr_obj, torch.tensor(1e-3))
+
+
 @pytest.mark.parametrize("vectorize", [True, False])
 def test_restored_bitwise_with_torch_dataloaders(vectorize: bool) -> None:
     """A DataLoader draws from torch's RNG each time it is iterated (its workers' seed), the

@@ -319,3 +319,89 @@ def test_the_position_cannot_be_set_and_the_error_says_what_to_do_instead() -> N
     with pytest.raises(AttributeError, match="read-only"):
         sched.last_epoch = 3
     assert sched.last_epoch == 0
+
+
+def test_groups_sharing_a_tensor_lr_each_get_their_own_lr() -> None:
+    """torch gives every group without an LR of its own the optimizer's default object; with a
+    tensor LR, writing one group's LR into it in place wrote it into every group."""
+    a, b, c, d = _params(4)
+    opt = torch.optim.Adam([{"params": [a]}, {"params": [b]}], lr=torch.tensor(1e-3))
+    lr0 = opt.param_groups[0]["lr"]
+    s = cosine(1e-3, steps=10)
+    sched = ScheduleLR(opt, s, scales=[1.0, 0.1])
+    assert [float(g["lr"]) for g in opt.param_groups] == pytest.approx([1e-3, 1e-4])
+    assert [float(x) for x in sched.get_last_lr()] == pytest.approx([1e-3, 1e-4])
+    assert opt.param_groups[0]["lr"] is lr0  # the first group keeps the user's tensor
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    # the optimizer's default is still the LR it was built with, for the groups added later
+    assert float(opt.defaults["lr"]) == pytest.approx(1e-3)
+    opt.add_param_group({"params": [c]})  # takes the default: scale 1
+    opt.add_param_group({"params": [d], "lr": 1e-4})  # a tenth of the default
+    opt.step()
+    sched.step()
+    assert [float(g["lr"]) for g in opt.param_groups] == pytest.approx([s(4), 0.1 * s(4), s(4), 0.1 * s(4)])
+    assert sched.state_dict()["scales"] == pytest.approx([1.0, 0.1, 1.0, 0.1])
+    assert len({id(g["lr"]) for g in opt.param_groups} | {id(opt.defaults["lr"])}) == 5
+
+
+def test_a_checkpoint_with_fewer_groups_keeps_the_scales_of_the_others() -> None:
+    a, b = _params(2)
+    spec = "warmup(10) >> cosine(0.1, steps=90)"
+    opt = torch.optim.SGD([a], lr=0.1)
+    sched = ScheduleLR(opt, spec)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    saved = sched.state_dict()
+    opt2 = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.05}], lr=0.1)
+    sched2 = ScheduleLR(opt2, spec)
+    sched2.load_state_dict(saved)
+    opt2.step()
+    sched2.step()
+    lr = parse(spec)(6)
+    assert [g["lr"] for g in opt2.param_groups] == pytest.approx([lr, 0.5 * lr])
+    assert sched2.state_dict()["scales"] == pytest.approx([1.0, 0.5])
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, "x", None])
+def test_a_bad_scale_is_refused_wherever_it_comes_from(bad: object) -> None:
+    a, b = _params(2)
+    with pytest.raises(ValueError, match=r"scales\[1\] must be a finite number >= 0"):
+        ScheduleLR(torch.optim.SGD([a, b], lr=0.1), "constant(0.1)", scales=[1.0, bad])  # type: ignore[list-item]
+    opt = torch.optim.SGD([{"params": [a], "lr_scale": bad}], lr=0.1)
+    with pytest.raises(ValueError, match=r"param group 0's 'lr_scale' must be a finite number >= 0"):
+        ScheduleLR(opt, "constant(0.1)")
+    opt = torch.optim.SGD([a], lr=0.1)
+    sched = ScheduleLR(opt, "constant(0.1)")
+    with pytest.raises(ValueError, match=r"load_state_dict: scales\[0\] must be"):
+        sched.load_state_dict({**sched.state_dict(), "scales": [bad]})
+    assert opt.param_groups[0]["lr"] == 0.1
+    with pytest.raises(ValueError, match="`scales` must be a list of numbers"):
+        ScheduleLR(opt, "constant(0.1)", scales=0.5)  # type: ignore[arg-type]
+
+
+def test_a_copy_or_pickle_of_optimizer_and_scheduler_counts_its_own_steps(tmp_path) -> None:
+    import copy
+
+    p = _params(1)
+    opt = torch.optim.SGD(p, lr=0.1)
+    sched = ScheduleLR(opt, "cosine(0.1, steps=20)")
+    opt.step()
+    sched.step()
+    opt2, sched2 = copy.deepcopy((opt, sched))
+    torch.save((opt, sched), tmp_path / "both.pt")
+    opt3, sched3 = torch.load(tmp_path / "both.pt", weights_only=False)
+    for o, s in ((opt, sched), (opt2, sched2), (opt3, sched3)):
+        for _ in range(3):
+            o.step()
+            s.step()
+    assert sched.last_epoch == sched2.last_epoch == sched3.last_epoch == 4
+    assert opt.param_groups[0]["lr"] == opt2.param_groups[0]["lr"] == opt3.param_groups[0]["lr"]
+    assert sched2.optimizer is opt2
+    sched.close()
+    closed = copy.deepcopy((opt, sched))
+    closed[0].step()
+    closed[1].step()
+    assert closed[1].last_epoch == 4  # a closed scheduler's copy stays closed

@@ -16,7 +16,9 @@ Usage is torch's: call ``scheduler.step()`` after ``optimizer.step()``. What dif
 - Schedules that cycle momentum (one-cycle, ``with_momentum``) write ``momentum``, or ``betas[0]``
   for Adam-style optimizers.
 - A tensor LR (``torch.optim.Adam(params, lr=torch.tensor(1e-3))``) is updated in place, so a
-  ``torch.compile``d optimizer step is not recompiled when the LR changes.
+  ``torch.compile``d optimizer step is not recompiled when the LR changes. Groups that share one
+  tensor (torch gives every group without an LR of its own the optimizer's default object) get
+  a copy each, so that each can take its own LR, and the default stays the LR it was built with.
 - The constructor only writes the step-0 LR; it does not step or wrap the optimizer.
 - Reduce-on-plateau composes: report a metric with ``scheduler.report(val_loss)``.
 """
@@ -71,6 +73,21 @@ def _read(value: Any) -> float:
     return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
 
 
+def _scale_value(value: Any, what: str, where: str = "ScheduleLR") -> float:
+    """A param group's LR scale: a finite number >= 0."""
+    number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not (0 <= number < math.inf):
+        raise ValueError(f"{where}: {what} must be a finite number >= 0, got {value!r}")
+    return float(number)
+
+
+def _scale_list(values: Any, name: str, where: str = "ScheduleLR") -> list[float]:
+    """`values` as a list of scales (`_scale_value`), each named ``name[i]`` in errors."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
+        raise ValueError(f"{where}: `{name}` must be a list of numbers, one per param group, got {values!r}")
+    return [_scale_value(v, f"{name}[{i}]", where) for i, v in enumerate(values)]
+
+
 class ScheduleLR(LRScheduler):
     """Drive an optimizer's learning rates (and momentum) with an lrkit schedule.
 
@@ -111,16 +128,12 @@ class ScheduleLR(LRScheduler):
         self.schedule = _as_schedule(schedule)
         self.schedule.check_complete()
         self.count = count
-        self._explicit_scales = None if scales is None else [float(s) for s in scales]
-        if self._explicit_scales is not None:
-            if len(self._explicit_scales) != len(optimizer.param_groups):
-                raise ValueError(
-                    f"ScheduleLR: `scales` needs one value per param group "
-                    f"({len(optimizer.param_groups)}), got {len(self._explicit_scales)}"
-                )
-            for i, s in enumerate(self._explicit_scales):
-                if not (math.isfinite(s) and s >= 0):
-                    raise ValueError(f"ScheduleLR: scales[{i}] must be finite and >= 0, got {s!r}")
+        self._explicit_scales = None if scales is None else _scale_list(scales, "scales")
+        if self._explicit_scales is not None and len(self._explicit_scales) != len(optimizer.param_groups):
+            raise ValueError(
+                f"ScheduleLR: `scales` needs one value per param group "
+                f"({len(optimizer.param_groups)}), got {len(self._explicit_scales)}"
+            )
         self._scales: list[float] = []
         self._momentum_keys: list[str | None] = []
         self._step = 0
@@ -131,7 +144,15 @@ class ScheduleLR(LRScheduler):
         self._limit = self.schedule.limit
         self._last_lr: list[float | torch.Tensor] = []
         self.base_lrs = [_read(g["lr"]) for g in optimizer.param_groups]
+        default = optimizer.defaults.get("lr")
+        # the LR a group added later is compared with, to find its scale
+        self._default_lr = None if default is None else _read(default)
         self._sync_groups()
+        self._hook: RemovableHandle | None = self._count_steps()
+        self._apply(0)
+
+    def _count_steps(self) -> RemovableHandle:
+        """Count the optimizer's applied steps with a hook on its ``step``."""
         ref = weakref.ref(self)
 
         def _count_applied(opt: Optimizer, args: Any, kwargs: Any) -> None:
@@ -139,8 +160,19 @@ class ScheduleLR(LRScheduler):
             if me is not None:
                 me._applied += 1
 
-        self._hook: RemovableHandle | None = optimizer.register_step_post_hook(_count_applied)
-        self._apply(0)
+        return self.optimizer.register_step_post_hook(_count_applied)
+
+    # a copy (copy.deepcopy, pickle, torch.save) counts the steps of its own optimizer: torch
+    # drops an optimizer's hooks when it is copied, and a hook is a closure that cannot be pickled
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_hook"] = self._hook is not None  # counting, unless closed
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        counting = state.pop("_hook")
+        self.__dict__.update(state)
+        self._hook = self._count_steps() if counting else None
 
     # -- torch's scheduler API ------------------------------------------------------------------
     @property
@@ -241,11 +273,12 @@ class ScheduleLR(LRScheduler):
                 "Resuming would silently shift the position in the schedule. Pass "
                 "schedule='saved' to continue the saved one or schedule='current' to switch."
             )
-        scales = state_dict.get("scales", [])
-        if not isinstance(scales, list) or not all(isinstance(s, (int, float)) for s in scales):
+        raw_scales = state_dict.get("scales", [])
+        if not isinstance(raw_scales, list):
             raise ValueError(
-                f"ScheduleLR.load_state_dict: `scales` must be a list of numbers, got {scales!r}"
+                f"ScheduleLR.load_state_dict: `scales` must be a list of numbers, got {raw_scales!r}"
             )
+        scales = _scale_list(raw_scales, "scales", "ScheduleLR.load_state_dict")
         count = state_dict.get("count", self.count)
         if count not in ("optimizer", "calls"):
             raise ValueError(
@@ -255,10 +288,10 @@ class ScheduleLR(LRScheduler):
         if schedule != "current" or (saved.has_plateau and saved.fresh() == self.schedule.fresh()):
             self.schedule = saved
         self.count = count
-        n = min(len(scales), len(self.optimizer.param_groups))
-        self._scales = [float(s) for s in scales[:n]]
-        self._momentum_keys = self._momentum_keys[:n]
         self._sync_groups()
+        # the saved groups take their saved scales; groups the checkpoint does not have keep theirs
+        n = min(len(scales), len(self._scales))
+        self._scales[:n] = scales[:n]
         self._schedule_changed()
         self._step = step
         self._applied = step
@@ -278,27 +311,30 @@ class ScheduleLR(LRScheduler):
     def _sync_groups(self) -> None:
         """Give every param group a scale and a momentum key (groups may be added later)."""
         groups = self.optimizer.param_groups
-        default = self.optimizer.defaults.get("lr")
-        default_lr = None if default is None else _read(default)
+        defaults = self.optimizer.defaults
+        default_lr = self._default_lr
         needs_momentum = self.schedule.has_momentum
         for i in range(len(self._scales), len(groups)):
             g = groups[i]
+            lr_value = g["lr"]
             if "lr_scale" in g:
-                scale = float(g["lr_scale"])
+                scale = _scale_value(g["lr_scale"], f"param group {i}'s 'lr_scale'")
             elif self._explicit_scales is not None and i < len(self._explicit_scales):
                 scale = self._explicit_scales[i]
+            elif lr_value is defaults.get("lr") or (default_lr is not None and _read(lr_value) == default_lr):
+                scale = 1.0
+            elif default_lr:
+                scale = _read(lr_value) / default_lr
             else:
-                lr = _read(g["lr"])
-                if default_lr is not None and lr == default_lr:
-                    scale = 1.0
-                elif default_lr:
-                    scale = lr / default_lr
-                else:
-                    raise ValueError(
-                        f"ScheduleLR: param group {i} has lr={lr} but the optimizer's default lr "
-                        f"is {default}; give the group an 'lr_scale' or pass scales="
-                    )
+                raise ValueError(
+                    f"ScheduleLR: param group {i} has lr={_read(lr_value)} but the optimizer's default "
+                    f"lr is {defaults.get('lr')}; give the group an 'lr_scale' or pass scales="
+                )
             self._scales.append(scale)
+            # torch gives every group without an LR of its own the optimizer's default object: a
+            # tensor LR shared with another group would take that group's LR too
+            if isinstance(lr_value, torch.Tensor) and any(lr_value is h["lr"] for h in groups[:i]):
+                g["lr"] = lr_value.detach().clone()
             key: str | None = None
             if "betas" in g:
                 key = "betas"
@@ -311,6 +347,10 @@ class ScheduleLR(LRScheduler):
                     f"use a schedule without momentum (e.g. onecycle(..., momentum_range=none))"
                 )
             self._momentum_keys.append(key)
+        default = defaults.get("lr")
+        if isinstance(default, torch.Tensor) and any(default is g["lr"] for g in groups):
+            # the LRs written into the groups stay out of the default a group added later takes
+            defaults["lr"] = default.detach().clone()
 
     def _schedule_changed(self) -> None:
         self._block = -1

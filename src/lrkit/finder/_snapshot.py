@@ -85,6 +85,12 @@ class Snapshot:
         # plain numbers: the scale, the growth and backoff factors and the growth tracker
         self._scaler_state = None if self.scaler is None else copy.deepcopy(self.scaler.state_dict())
         self._restore_modes = modes_now(model)
+        # the objects of tensor hyperparameters (a tensor LR a compiled step depends on, which
+        # groups may share with each other and with the optimizer's defaults): restored in place
+        self._group_tensors = [
+            {k: v for k, v in g.items() if k != "params" and _has_tensor(v)} for g in optimizer.param_groups
+        ]
+        self._defaults = dict(optimizer.defaults)
         self._python_rng = random.getstate()
         self._numpy_rng = np.random.get_state()
         # parameters the optimizer updates that are not the model's (a loss's own weights)
@@ -154,16 +160,15 @@ class Snapshot:
 
     def _restore_optimizer(self, saved: dict[str, Any]) -> None:
         opt = self.optimizer
-        # torch replaces the hyperparameters of each group by the loaded ones; keep the
-        # original tensor objects (a tensor LR a compiled step depends on) and copy into them.
-        originals = [
-            {k: v for k, v in g.items() if k != "params" and _has_tensor(v)} for g in opt.param_groups
-        ]
+        # torch replaces the hyperparameters of each group by the loaded ones; put the original
+        # tensor objects back and copy the saved values into them.
         opt.state.clear()
         opt.load_state_dict(_to_cpu(saved))
-        for group, kept in zip(opt.param_groups, originals, strict=True):
+        for group, kept in zip(opt.param_groups, self._group_tensors, strict=True):
             for key, original in kept.items():
                 group[key] = _copy_into(original, group[key])
+        opt.defaults.clear()
+        opt.defaults.update(self._defaults)
 
     def discard(self) -> None:
         """Free the snapshot (and delete its file, if any)."""
