@@ -142,11 +142,17 @@ def test_space_file_errors(tmp_path: Path) -> None:
             r"rejects the arguments \['nesterov_typo'\]",
         ),
         ({"batch_size": Choice((0, 32))}, "'batch_size' must be ints >= 1"),
+        ({"lr": Float(-0.1, 0.1)}, r"'lr' must be finite numbers > 0, got \[-0.1, 0.1\]"),
+        ({"lr": Choice(("fast",))}, r"'lr' must be finite numbers > 0, got \['fast'\]"),
+        (
+            {"lr": LogFloat(1e-3, 1.0), "momentum": Float(0.5, 1.5)},
+            r"parameter 'momentum'=1.5 with optimizer 'kfac'",
+        ),
     ],
 )
 def test_spaces_that_would_fail_every_trial_are_refused_before_any_runs(space: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message) as e:
-        tune(TASK, space, trials=1, epochs=1)
+        tune(TASK, space, trials=1, epochs=1, optimizer="kfac")
     assert "Traceback" not in str(e.value)
 
 
@@ -334,12 +340,17 @@ def test_a_named_study_is_kept_in_sqlite_joined_and_guarded(tmp_path: Path) -> N
     assert (tmp_path / "lrkit-studies.db").exists() and first.storage is not None
     second = tune(TASK, space, strategy="random", trials=2, epochs=1, study="s", out=tmp_path, refit=False)
     assert [t.number for t in second.trials] == [0, 1, 2, 3]
+    # the joining command draws its own trials, not the study's first ones again
+    assert len({t.params["lr"] for t in second.trials}) == 4
     with pytest.raises(ValueError, match=r"study 's' was started with other settings \(epochs: study has 1"):
         tune(TASK, space, strategy="random", trials=1, epochs=2, study="s", out=tmp_path)
     stored = load_result(f"sqlite:///{tmp_path / 'lrkit-studies.db'}", "s")
     assert len(stored.trials) == 4
     with pytest.raises(ValueError, match=r"no study 'nope'.*studies there: s"):
         load_result(f"sqlite:///{tmp_path / 'lrkit-studies.db'}", "nope")
+    with pytest.raises(StorageError, match=r"there is no SQLite file '.*typo/studies.db'"):
+        load_result(f"sqlite:///{tmp_path / 'typo' / 'studies.db'}", "s")
+    assert not (tmp_path / "typo").exists()  # reading a study creates nothing
 
 
 @pytest.mark.parametrize(
@@ -451,6 +462,15 @@ def test_cli_bad_input_exits_2_without_traceback(args: list[str], message: str) 
     assert "pw123" not in res.output
 
 
+def test_cli_study_commands_refuse_a_missing_file_and_a_bad_top(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'typo' / 'studies.db'}"
+    res = CliRunner().invoke(app, ["study", "show", "--storage", url, "--study", "s"])
+    assert res.exit_code == 2 and "there is no SQLite file" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "typo").exists()
+    res = CliRunner().invoke(app, ["study", "show", "--storage", url, "--study", "s", "--top", "0"])
+    assert res.exit_code == 2 and "--top" in res.output
+
+
 def test_python_m_lrkit_cli_runs() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "lrkit.cli", "tune", "--help"], capture_output=True, text=True
@@ -508,3 +528,27 @@ def test_a_schedule_that_does_not_fit_the_trials_is_said_once() -> None:
              schedule="cosine(0.01, steps=5)")  # fmt: skip
     said = [str(w.message) for w in caught if "schedule cosine(0.01, steps=5)" in str(w.message)]
     assert len(said) == 1 and "[horizon-short] step 5" in said[0], said
+
+
+def test_a_refit_that_diverges_saves_no_model_and_the_result_still_writes(tmp_path: Path) -> None:
+    """Every trial diverges and scores as its untrained model; the best of them diverges again
+    when refit: no final model, a warning, and JSON with null for the test metric."""
+    space = {"lr": LogFloat(1e3, 1e5)}
+    with pytest.warns(RuntimeWarning, match=r"the refit of the best configuration \(lr=.*\) diverged"):
+        result = tune("mlp-digits", space, optimizer="sgd", strategy="random", trials=2, epochs=1,
+                      out=tmp_path)  # fmt: skip
+    assert all(t.diverged for t in result.trials)
+    assert math.isnan(result.test_metric) and result.checkpoint is None
+    assert not (tmp_path / "final.pt").exists()
+    assert json.loads(result.to_json())["test_metric"] is None
+    assert "refit test diverged" in result.summary()
+
+
+def test_a_grid_search_covers_its_grid_around_a_first_trial() -> None:
+    """A queued first trial is not a grid point: it comes on top of the grid, which is covered."""
+    space = {"lr": LogFloat(1e-3, 1.0)}
+    result = tune(TASK, space, strategy="grid", grid=4, epochs=1, first={"lr": 0.05}, refit=False)
+    assert result.trials[0].params["lr"] == 0.05
+    assert sorted(t.params["lr"] for t in result.trials[1:]) == [1e-3, 1e-2, 0.1, 1.0]
+    auto = tune(TASK, "auto", strategy="grid", grid=3, epochs=1, refit=False)
+    assert sorted(t.params["lr"] for t in auto.trials) == grid_points(parse_space(auto.space), 3)["lr"]

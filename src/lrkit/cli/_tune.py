@@ -172,7 +172,7 @@ def tune(
 def show(
     storage: Annotated[str, typer.Option("--storage", help="The study's database URL.")],
     study: Annotated[str, typer.Option("--study", help="The study's name.")],
-    top: Annotated[int, typer.Option("--top", help="Rows of the table.")] = 15,
+    top: Annotated[int, typer.Option("--top", min=1, help="Rows of the table.")] = 15,
 ) -> None:
     """The best trials of a stored study, its settings and its progress."""
     from lrkit.tune import load_result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import secrets
 import time
 import warnings
 from collections.abc import Mapping
@@ -101,6 +102,14 @@ def _refit(
         full, opt, config.schedule, plan.epochs, lr=config.lr, seed=plan.seed, model=model, progress=False
     )
     path = None
+    if history.status == "diverged":
+        warnings.warn(
+            f"the refit of the best configuration ({', '.join(f'{k}={v!r}' for k, v in params.items())}) "
+            "diverged on train+val: there is no final model to save",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return math.nan, time.perf_counter() - start, None
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "final.pt"
@@ -145,12 +154,13 @@ def tune(
         task: a `Task`, a built-in name or a ``file.py:attr`` / ``module:attr`` reference.
         space: ``{name: LogFloat | Float | Int | Choice}``, its mapping form, a YAML file, or
             ``"auto"``: ``lr`` over half a decade either side of the LR range test's suggestion,
-            which is the first trial.
+            which is the first trial (the centre of the grid, for ``"grid"``).
             ``lr``, ``optimizer``, ``schedule`` and ``batch_size`` mean what they say; any other
             name is an option of the optimizer (``weight_decay``, ``momentum``...).
         strategy: ``"grid"``, ``"random"``, ``"tpe"`` or ``"gp"`` (Gaussian-process Bayesian search).
         trials: trials this call runs, split across its workers (default: the grid's size for
-            ``"grid"``, else 20). Other commands joining the same study add their own.
+            ``"grid"``, plus one for a `first` trial, else 20). Other commands joining the same
+            study add their own.
         cv: None for the task's hold-out validation split, or k >= 2 folds of train+val pooled
             (stratified for classification); trials are scored and pruned on the fold mean.
         pruner: ``"none"``, ``"median"``, ``"asha"`` (successive halving) or ``"hyperband"``.
@@ -162,7 +172,9 @@ def tune(
         study: the study's name; a study that exists is joined (with the same settings only).
         workers: local worker processes, each with one thread.
         timeout: seconds after which no new trial starts.
-        seed: seeds the samplers (worker i uses seed + 1000 i), folds, models and batch order.
+        seed: seeds the samplers (worker i uses seed + 1000 i), folds, models and batch order. A
+            command that joins an existing study seeds its samplers afresh instead, so that it does
+            not draw again the trials the study already has.
         refit: retrain the best configuration on train+val and score the test split once.
         out: a folder for the refit checkpoint (``final.pt``) and, with `study`, the default SQLite file.
         grid: points per continuous parameter for ``"grid"``.
@@ -261,7 +273,8 @@ def _tune(
     else:
         params, auto_first = _space(space, the_task, optimizer, schedule, seed, n_epochs)
     check_space(params, optimizer, schedule)
-    start = dict(first) if first is not None else auto_first
+    # a grid search over the auto space has the range test's suggestion as its centre already
+    start = dict(first) if first is not None else (None if strategy == "grid" else auto_first)
     if start is not None:
         _check_first(start, params)
     plan = Plan(
@@ -279,33 +292,43 @@ def _tune(
         grid_points=grid,
     )
     check_plan(existing, plan, study_name)
-    the_study = optuna.create_study(
-        study_name=study_name,
-        storage=store,
-        direction=plan.direction(),
-        sampler=make_sampler(plan),
-        pruner=make_pruner(plan),
-        load_if_exists=True,
-    )
-    if existing is None:
+    try:
+        the_study = optuna.create_study(
+            study_name=study_name, storage=store, direction=plan.direction(), pruner=make_pruner(plan)
+        )
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:  # joining (another command may have just made it)
+        the_study = optuna.load_study(study_name=study_name, storage=store, pruner=make_pruner(plan))
+        created = False
+        if existing is None:
+            existing = the_study.user_attrs.get("lrkit")
+            check_plan(existing, plan, study_name)
+    if created:
         the_study.set_user_attr("lrkit", describe(plan))
         if start is not None:
             the_study.enqueue_trial(start)
-    if trials is None:
-        trials = math.prod(len(p.grid(grid)) for p in params.values()) if strategy == "grid" else 20
+    # The command that makes the study draws from `seed`, so that a run is reproducible; one
+    # that joins it (another machine, or more trials for a finished study) draws afresh, or its
+    # samplers would propose the very trials the study already has.
+    sampler_seed = seed if created else secrets.randbelow(2**31 - 1000 * workers)
+    the_study.sampler = make_sampler(plan, seed=sampler_seed)
+    if trials is None:  # a grid: every point, and the first trial (off the grid) on top
+        grid_size = math.prod(len(p.grid(grid)) for p in params.values())
+        trials = grid_size + (start is not None and created) if strategy == "grid" else 20
     deadline = None if timeout is None else time.time() + float(timeout)
     _warm_up()  # once here, not once per trial thread or forked worker
     ctx = spawn_context()
     tickets = ctx.Value("i", trials)
     if workers == 1:
         work(plan, the_task, url, study_name, tickets, deadline=deadline, heartbeat=heartbeat,
-             study=the_study, on_trial=on_trial)  # fmt: skip
+             study=the_study, on_trial=on_trial, sampler_seed=sampler_seed)  # fmt: skip
     else:
         # forked workers inherit the task; spawned ones load it again from its name (or unpickle it)
         shipped = task if isinstance(task, str) and ctx.get_start_method() != "fork" else the_task
         _supervise(
-            plan, shipped, url, study_name, tickets, workers, deadline, heartbeat, the_study, ctx, on_trial
-        )
+            plan, shipped, url, study_name, tickets, workers, deadline, heartbeat, the_study, ctx, on_trial,
+            sampler_seed,
+        )  # fmt: skip
 
     result = from_study(the_study, None if url is None else mask(url))
     result.task = plan.task
@@ -328,6 +351,7 @@ def _supervise(
     study: Any,
     ctx: Any,
     on_trial: OnTrial | None,
+    sampler_seed: int,
 ) -> None:
     """Run `workers` processes; when one is killed, fail its trial once it is stale and run it again.
 
@@ -335,8 +359,10 @@ def _supervise(
     are done, `RuntimeError` says which ones stopped.
 
     A killed worker's trial keeps the state RUNNING. Once its heartbeat is older than the grace
-    period, `fail_stale_trials` marks it failed and queues a copy with the same parameters; the
-    ticket it used is given back so the copy runs, on a new worker if every other one has finished.
+    period, `fail_stale_trials` marks it failed and queues a copy with the same parameters; which
+    process does it first (this one, or a worker as it starts its next trial) is a matter of
+    timing. Every copy gets a ticket back, so that the command still runs its `trials` trials and
+    the copy besides, on a new worker if every other one has finished.
     """
     import optuna
 
@@ -345,12 +371,16 @@ def _supervise(
     def start(i: int) -> Any:
         p = ctx.Process(
             target=_worker_main,
-            args=(plan, task, url, study_name, tickets, i, deadline, heartbeat),
+            args=(plan, task, url, study_name, tickets, i, deadline, heartbeat, sampler_seed),
             daemon=False,
         )
         p.start()
         return p
 
+    def copies() -> set[int]:  # trials queued again after their worker died
+        return {t.number for t in study.get_trials(deepcopy=False) if "failed_trial" in t.system_attrs}
+
+    credited = copies()  # a joined study's copies from before this command
     procs = {i: start(i) for i in range(workers)}
     next_index = workers
     pending_deaths: list[float] = []
@@ -367,13 +397,15 @@ def _supervise(
                     pending_deaths.append(time.time())
                 elif p.exitcode > 0:  # raised: Optuna has marked its trial failed
                     errors.append(f"worker {i} stopped with exit status {p.exitcode}")
+            dying = bool(pending_deaths)  # until every dead worker's trial has been queued again
             if pending_deaths and time.time() - pending_deaths[0] > heartbeat[1] + heartbeat[0]:
                 pending_deaths.pop(0)
-                before = {t.number for t in study.get_trials(deepcopy=False)}
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)
-                requeued = [t for t in study.get_trials(deepcopy=False) if t.number not in before]
+            if dying:
+                requeued = copies() - credited
+                credited |= requeued
                 with tickets.get_lock():
                     tickets.value += len(requeued)
                 if requeued and not procs:
@@ -400,7 +432,7 @@ def load_result(storage: str, study: str) -> TuneResult:
     """The trials and best configuration of a stored study (``lrkit study show``)."""
     import optuna
 
-    store = open_storage(storage)
+    store = open_storage(storage, create=False)
     try:
         the_study = optuna.load_study(study_name=study, storage=store)
     except KeyError:

@@ -19,6 +19,17 @@ def _num(x: Any) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
+def _plain(obj: Any) -> Any:
+    """`obj` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
 @dataclass
 class TrialRecord:
     """One trial of a study.
@@ -99,10 +110,8 @@ class TuneResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready: non-finite numbers become None)."""
-        d = asdict(self)
+        d: dict[str, Any] = _plain(asdict(self))
         d["format"] = RESULT_FORMAT
-        for t in d["trials"]:
-            t["value"] = _num(t["value"])
         return d
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -127,7 +136,8 @@ class TuneResult:
             f"{counted(self.epochs_spent, 'epoch')}"
         )
         if self.test_metric is not None:
-            line += f"; refit test {self.metric} {self.test_metric:.4g}"
+            refit = f"{self.metric} {self.test_metric:.4g}" if math.isfinite(self.test_metric) else "diverged"
+            line += f"; refit test {refit}"
         return line
 
 

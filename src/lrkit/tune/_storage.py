@@ -90,8 +90,9 @@ def default_storage(directory: str | Path) -> str:
     return f"sqlite:///{Path(directory) / 'lrkit-studies.db'}"
 
 
-def _prepare_sqlite(parsed: Any, shown: str) -> None:
-    """Create the file's folder and switch the database to write-ahead logging.
+def _prepare_sqlite(parsed: Any, shown: str, create: bool) -> None:
+    """Create the file's folder (with `create`; else the file must exist) and switch the database
+    to write-ahead logging.
 
     WAL lets readers and one writer work at once, which with a generous busy timeout keeps several
     local worker processes from failing with "database is locked".
@@ -103,6 +104,8 @@ def _prepare_sqlite(parsed: Any, shown: str) -> None:
             "give a file (sqlite:///study.db) or leave `storage` unset for an in-memory study"
         )
     path = Path(database)
+    if not create and not path.is_file():
+        raise StorageError(f"`storage` {shown!r}: there is no SQLite file {str(path)!r}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with sqlite3.connect(path, timeout=60) as con:
@@ -142,8 +145,11 @@ def open_storage(
     heartbeat_interval: int = HEARTBEAT_INTERVAL,
     grace_period: int = GRACE_PERIOD,
     max_retry: int = 3,
+    create: bool = True,
 ) -> Any:
     """An Optuna storage for `url`: in memory when None, else an RDB storage with heartbeats.
+
+    A SQLite file is created when it does not exist, unless `create` is False (reading a study).
 
     A running trial writes a heartbeat every `heartbeat_interval` seconds; a trial without one for
     `grace_period` seconds (its worker crashed or was killed) is marked failed by the next worker
@@ -166,7 +172,7 @@ def open_storage(
     parsed = _url(full)
     engine_kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
-        _prepare_sqlite(parsed, shown)
+        _prepare_sqlite(parsed, shown, create)
         engine_kwargs["connect_args"] = {"timeout": 60}
     elif parsed.get_backend_name() == "postgresql":
         _check_postgres(parsed, shown)

@@ -71,11 +71,12 @@ def _startup(plan: Plan) -> int:
     return max(4, 2 * len(plan.space))
 
 
-def make_sampler(plan: Plan, worker: int = 0) -> Any:
-    """The Optuna sampler of `plan.strategy`; each worker gets its own seed."""
+def make_sampler(plan: Plan, worker: int = 0, *, seed: int | None = None) -> Any:
+    """The Optuna sampler of `plan.strategy`, seeded with ``seed + 1000 * worker`` (`seed`:
+    ``plan.seed`` by default), so that each worker of a command draws its own trials."""
     import optuna
 
-    seed = plan.seed + 1000 * worker
+    seed = (plan.seed if seed is None else seed) + 1000 * worker
     if plan.strategy == "grid":
         return optuna.samplers.GridSampler(grid_points(plan.params(), plan.grid_points), seed=seed)
     if plan.strategy == "random":
@@ -161,10 +162,14 @@ def _claim(tickets: Any) -> bool:
 
 
 def _grid_done(study: Any, size: int) -> bool:
-    finished = [
-        t for t in study.get_trials(deepcopy=False) if t.state.is_finished() or t.state.name == "RUNNING"
-    ]
-    return len(finished) >= size
+    """Every point of the grid is done or running (a queued trial, such as the first one, is not
+    a grid point: Optuna's grid sampler gives it no ``grid_id``)."""
+    points = {
+        t.system_attrs["grid_id"]
+        for t in study.get_trials(deepcopy=False)
+        if "grid_id" in t.system_attrs and (t.state.is_finished() or t.state.name == "RUNNING")
+    }
+    return len(points) >= size
 
 
 def work(
@@ -179,18 +184,20 @@ def work(
     heartbeat: tuple[int, int] = (HEARTBEAT_INTERVAL, GRACE_PERIOD),
     study: Any = None,
     on_trial: OnTrial | None = None,
+    sampler_seed: int | None = None,
 ) -> None:
     """Run trials of `study_name` until `tickets` (a shared counter) or the deadline runs out.
 
     `study` is the Optuna study to use in this process (an in-memory one); otherwise the study is
-    loaded from `storage`.
+    loaded from `storage`, with a sampler seeded from `sampler_seed` (see `make_sampler`).
     """
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small models: one thread per trial, parallel over worker processes
     try:
-        _trials(plan, task, storage, study_name, tickets, worker, deadline, heartbeat, study, on_trial)
+        _trials(plan, task, storage, study_name, tickets, worker, deadline, heartbeat, study, on_trial,
+                sampler_seed)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
 
@@ -206,6 +213,7 @@ def _trials(
     heartbeat: tuple[int, int],
     study: Any,
     on_trial: OnTrial | None,
+    sampler_seed: int | None,
 ) -> None:
     import optuna
 
@@ -213,7 +221,10 @@ def _trials(
     if study is None:
         store = open_storage(storage, heartbeat_interval=heartbeat[0], grace_period=heartbeat[1])
         study = optuna.load_study(
-            study_name=study_name, storage=store, sampler=make_sampler(plan, worker), pruner=make_pruner(plan)
+            study_name=study_name,
+            storage=store,
+            sampler=make_sampler(plan, worker, seed=sampler_seed),
+            pruner=make_pruner(plan),
         )
     objective = Objective(plan, the_task)
     callbacks = []
@@ -232,11 +243,12 @@ def _trials(
 
 
 def _worker_main(plan: Plan, task: Task | str, storage: str, study_name: str, tickets: Any, worker: int,
-                 deadline: float | None, heartbeat: tuple[int, int]) -> None:  # fmt: skip
+                 deadline: float | None, heartbeat: tuple[int, int], sampler_seed: int) -> None:  # fmt: skip
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a worker process: lrkit reports trials
-    work(plan, task, storage, study_name, tickets, worker=worker, deadline=deadline, heartbeat=heartbeat)
+    work(plan, task, storage, study_name, tickets, worker=worker, deadline=deadline, heartbeat=heartbeat,
+         sampler_seed=sampler_seed)  # fmt: skip
 
 
 def check_space(space: Mapping[str, Param], optimizer: str, schedule: str) -> None:
@@ -264,6 +276,11 @@ def check_space(space: Mapping[str, Param], optimizer: str, schedule: str) -> No
             raise SpaceError(f"search space parameter 'schedule': expected a schedule spec, got {s!r}")
         if s not in KEYWORD_SCHEDULES:
             parse(s)
+    lr = space.get("lr")
+    if lr is not None:
+        values = lr.grid(2)  # the two ends of a range, or every choice
+        if any(isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < math.inf for v in values):
+            raise SpaceError(f"search space parameter 'lr' must be finite numbers > 0, got {values!r}")
     bs = space.get("batch_size")
     if bs is not None:
         values = bs.grid(4)
@@ -272,14 +289,14 @@ def check_space(space: Mapping[str, Param], optimizer: str, schedule: str) -> No
     extra = {k: p for k, p in space.items() if k not in RESERVED}
     for o in opts:
         for name, p in extra.items():
-            value = p.grid(2)[0]
-            try:
-                optim.make(o, torch.nn.Linear(1, 1), **{name: value})
-            except (TypeError, ValueError) as e:
-                raise SpaceError(
-                    f"search space parameter {name!r}={value!r} with optimizer {o!r}: {e} (any parameter "
-                    f"but {', '.join(RESERVED)} is an option of the optimizer)"
-                ) from None
+            for value in p.grid(2):  # the two ends of a range, or every choice
+                try:
+                    optim.make(o, torch.nn.Linear(1, 1), **{name: value})
+                except (TypeError, ValueError) as e:
+                    raise SpaceError(
+                        f"search space parameter {name!r}={value!r} with optimizer {o!r}: {e} (any "
+                        f"parameter but {', '.join(RESERVED)} is an option of the optimizer)"
+                    ) from None
 
 
 def auto_space(
