@@ -19,10 +19,12 @@ N = 1500  # > one cached block (1024) of the torch binding
 TorchMaker = Callable[[torch.optim.Optimizer], Any]
 
 
-def _with_state(spec: str) -> Schedule:
+def _with_state(
+    spec: str, metrics: tuple[float, ...] = (1.0, 0.9, 0.95, 0.97, 0.99, 0.98, 1.2, 1.1)
+) -> Schedule:
     """A plateau schedule that has already reduced twice (state in its config)."""
     s = parse(spec)
-    for k, metric in enumerate([1.0, 0.9, 0.95, 0.97, 0.99, 0.98, 1.2, 1.1]):
+    for k, metric in enumerate(metrics):
         s = s.observe(100 * k, metric)
     return s
 
@@ -126,6 +128,12 @@ TABLE: list[tuple[str, str | Schedule, TorchMaker | None]] = [
     ("plateau", "plateau(0.1, factor=0.5, patience=3)", None),
     ("plateau-state", _with_state("plateau(0.1, factor=0.5, patience=1, cooldown=1)"), None),
     ("warmup-plateau-state", _with_state("warmup(50) >> plateau(cosine(0.1, steps=1000), patience=0)"), None),
+    (
+        "plateau-infinite-best",  # an infinite best is written as "-inf" in configs and specs
+        _with_state("plateau(0.1, factor=0.5, patience=1)", (float("inf"), 1.0, float("-inf"), 0.5, 0.4)),
+        None,
+    ),
+    ("warmup-onecycle", "warmup(50) >> onecycle(0.1, steps=1000)", None),
 ]
 
 

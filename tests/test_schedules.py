@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 from lrkit.schedules import (
     HorizonError,
     ScheduleError,
+    Sequence,
     clip,
     constant,
     cosine,
@@ -172,7 +174,40 @@ def test_with_momentum() -> None:
     assert s.momentum(10) == 0.95
     assert cosine(0.1, steps=10).momentum(3) is None
     seq = constant(0.1, steps=5) >> onecycle(0.1, steps=100)
-    assert np.isnan(seq.momentum(0)) and seq.momentum(5) == 0.95
+    assert seq.momentum(0) == 0.95 and seq.momentum(5) == 0.95  # held, not left to the optimizer
+
+
+def test_with_momentum_refuses_a_momentum_outside_0_1() -> None:
+    with pytest.raises(ScheduleError, match=r"`momentum_schedule` must stay in \[0, 1\), .* 1.5 at step 0"):
+        with_momentum(cosine(1e-3, steps=10), 1.5)
+    with pytest.raises(ScheduleError, match="is 1 at step 10"):  # an end point
+        with_momentum(cosine(1e-3, steps=10), linear(0.9, 1.0, steps=10))
+    with pytest.raises(ScheduleError, match=r"is 1\.1 at step 5"):  # a peak inside
+        with_momentum(cosine(1e-3, steps=10), linear(0.5, 1.1, steps=5) >> linear(1.1, 0.5, steps=5))
+    with pytest.raises(ScheduleError, match="must stay in"):  # grows past 1 after many steps
+        with_momentum(cosine(1e-3, steps=10), exponential(0.5, factor=1.001))
+    with pytest.raises(ScheduleError, match="must stay in"):
+        parse("with_momentum(cosine(1e-3, steps=10), 1.0)")
+    ok = with_momentum(cosine(1e-3, steps=10), linear(0.0, 0.99, steps=10))
+    assert ok.momentum(0) == 0.0 and ok.momentum(10) == 0.99
+
+
+def test_parts_without_momentum_hold_the_momentum_of_their_neighbours() -> None:
+    one = onecycle(0.1, steps=100)
+    s = warmup(10) >> one
+    np.testing.assert_array_equal(s.momentum(np.arange(10)), np.full(10, 0.95))  # one(0)'s momentum
+    np.testing.assert_array_equal(s.momentum(np.arange(10, 300)), one.momentum(np.arange(290)))
+    np.testing.assert_array_equal(s.evaluate_momentum(np.arange(300.0)), s.momentum(np.arange(300)))
+    # before the first part with momentum: its first momentum; after one: its last momentum;
+    # a warmup: the momentum of the part it warms up to
+    mixed = parse(
+        "constant(0.01, steps=5) >> with_momentum(constant(0.1, steps=5), linear(0.9, 0.8, steps=5))"
+        " >> constant(0.1, steps=5) >> warmup(5) >> with_momentum(constant(0.2), 0.7)"
+    )
+    expected = [0.9] * 5 + [0.9, 0.88, 0.86, 0.84, 0.82] + [0.8] * 5 + [0.7] * 10
+    np.testing.assert_allclose(mixed.momentum(np.arange(25)), expected, rtol=1e-15)
+    assert not np.isnan(mixed.momentum(np.arange(1000))).any()
+    assert (warmup(5) >> cosine(0.1, steps=10)).momentum(0) is None  # no momentum anywhere
 
 
 def test_plateau_state_is_plain_data_and_observe_is_pure() -> None:
@@ -189,6 +224,32 @@ def test_plateau_state_is_plain_data_and_observe_is_pure() -> None:
     assert over(50) == pytest.approx(0.5 * cosine(0.1, steps=100)(50))
     nan = plateau(0.1, patience=0).observe(0, 1.0).observe(1, float("nan"))
     assert nan.reductions == (1,)  # NaN never improves
+
+
+@pytest.mark.parametrize(("mode", "diverged"), [("min", float("inf")), ("max", float("-inf"))])
+def test_plateau_reduces_when_the_metric_diverges(mode: str, diverged: float) -> None:
+    # torch's ReduceLROnPlateau: the best starts at the worst value, which inf does not beat
+    p = plateau(0.1, factor=0.5, patience=1, mode=mode)
+    for i in range(6):
+        p = p.observe(i, diverged)
+    assert p.reductions == (1, 3, 5) and p(10) == 0.0125
+    assert p.best is None
+
+
+@pytest.mark.parametrize(("mode", "unbeatable"), [("min", float("-inf")), ("max", float("inf"))])
+def test_plateau_with_an_infinite_best_round_trips_as_plain_json(mode: str, unbeatable: float) -> None:
+    p = plateau(0.1, factor=0.5, patience=1, mode=mode).observe(0, 1.0).observe(1, unbeatable)
+    assert p.best == unbeatable and p.reductions == ()
+    p = p.observe(2, -1e300 if mode == "min" else 1e300).observe(3, 0.5)  # nothing beats it
+    assert p.reductions == (3,)
+    cfg = json.loads(json.dumps(p.to_config(), allow_nan=False))
+    assert cfg["best"] == repr(unbeatable)
+    assert from_config(cfg) == p and parse(str(p)) == p
+    assert from_config(cfg).observe(4, 0.1).observe(5, 0.1).reductions == (3, 5)
+    with pytest.raises(ScheduleError, match='`best` must be a number, "inf" or "-inf"'):
+        plateau(0.1, best="infinity")
+    with pytest.raises(ScheduleError, match="got best=nan"):
+        plateau(0.1, best=float("nan"))
 
 
 def test_plateau_inside_repeat_is_refused() -> None:
@@ -212,6 +273,8 @@ def test_schedules_are_frozen_and_hashable() -> None:
         (lambda: cosine("0.1", steps=5), "cosine: `lr` must be a number, got lr='0.1'"),
         (lambda: step(0.1, every=0), "step: `every` must be >= 1, got every=0"),
         (lambda: step(0.1, every=2.5), "step: `every` must be an integer, got every=2.5"),
+        (lambda: step(0.1, every=2**60), "step: `every` must be < 2**53, got every=1152921504606846976"),
+        (lambda: cosine(0.1, steps=2.0**53), "cosine: `steps` must be < 2**53, got steps=9007199254740992.0"),
         (lambda: multistep(0.1, ()), "`milestones` must be a non-empty list"),
         (lambda: exponential(0.1, factor=0), "exponential: `factor` must be > 0, got factor=0"),
         (lambda: polynomial(0.1, steps=10, power=-1), "`power` must be > 0, got power=-1"),
@@ -283,6 +346,57 @@ def test_lint_handles_warmups_mid_sequence_and_nested_sequences() -> None:
     assert [(w.code, w.step) for w in nested] == [("jump", 10)]
     deep = lint(parse("constant(0.1, steps=10) >> (cosine(0.1, steps=20) >> constant(0.05))"), 100)
     assert [(w.code, w.step) for w in deep] == [("jump", 30)]
+
+
+def test_lint_skips_joins_past_a_horizon() -> None:
+    held = parse("horizon(cosine(0.1, steps=50) >> constant(0.1), steps=40)")
+    assert [(w.code, w.step) for w in lint(held, 100)] == [("horizon-short", 40)]  # 50 is never reached
+    reached = parse("horizon(cosine(0.1, steps=50) >> constant(0.1), steps=60)")
+    assert [(w.code, w.step) for w in lint(reached, 100)] == [("jump", 50), ("horizon-short", 60)]
+    # a part's own joins stop where the next part of the sequence takes over
+    cut = parse(
+        "(cosine(0.1, steps=50) >> constant(0.1, steps=50)) * constant(1.0, steps=30) >> constant(0.1)"
+    )
+    assert [(w.code, w.step) for w in lint(cut, 100)] == [("jump", 30)]
+
+
+def test_lint_refuses_an_incomplete_schedule_like_check_complete() -> None:
+    s = Sequence((constant(1.0, steps=2), warmup(3)))
+    with pytest.raises(ScheduleError) as expected:
+        s.check_complete()
+    with pytest.raises(ScheduleError) as info:
+        lint(s, 10)
+    assert str(info.value) == str(expected.value) and "nothing to warm up to" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment", "low", "high"),
+    [
+        ({"steps": 2}, "use steps >= 4 with this pct_start, or a pct_start between", 0.5, 1.0),
+        ({"steps": 3}, "use steps >= 4 with this pct_start", 1 / 3, 1.0),
+        ({"steps": 10, "pct_start": 0.1}, "use steps >= 11 with this pct_start", 0.1, 1.0),
+        ({"steps": 100, "three_phase": True, "pct_start": 0.6}, "here between 0.01 and 0.505", 0.01, 0.505),
+        ({"steps": 2, "three_phase": True}, "here between 0.5 and 0.75 (both excluded)", 0.5, 0.75),
+    ],
+)
+def test_onecycle_empty_phase_error_gives_a_range_that_works(
+    kwargs: dict, fragment: str, low: float, high: float
+) -> None:
+    with pytest.raises(ScheduleError, match="leaves an empty phase") as info:
+        onecycle(0.1, **kwargs)
+    assert fragment in str(info.value), str(info.value)
+    same_steps = {k: v for k, v in kwargs.items() if k != "pct_start"}
+    for pct in np.linspace(low, high, 9)[1:-1]:  # every pct_start inside the range works
+        onecycle(0.1, **same_steps, pct_start=float(pct))
+    for pct in (low, high):  # and neither end does
+        if pct < 1:
+            with pytest.raises(ScheduleError, match="empty phase"):
+                onecycle(0.1, **same_steps, pct_start=pct)
+    if "steps >= " in fragment:  # the number of steps given is the least that works
+        more = int(fragment.split("steps >= ")[1].split()[0])
+        onecycle(0.1, **{**kwargs, "steps": more})
+        with pytest.raises(ScheduleError, match="empty phase"):
+            onecycle(0.1, **{**kwargs, "steps": more - 1})
 
 
 def test_momentum_respects_the_error_horizon() -> None:

@@ -106,6 +106,45 @@ def test_errors_point_at_the_place(spec: str, fragment: str, position: int | Non
     assert isinstance(info.value, ValueError)
 
 
+TOO_LONG = [
+    ("sgdr(0.1, period=10, mul=2, cycles=60)", "sgdr: `cycles` must keep the total length < 2**53 steps"),
+    ("sgdr(0.1, period=10, mul=2, cycles=5000)", "(inf steps in all)"),  # 2**5000 overflows
+    (
+        "constant(0.1, steps=9e15) >> constant(0.1, steps=9e15)",
+        "sequence: `parts` must keep the total length < 2**53 steps, got 2 parts (18000000000000000 steps",
+    ),
+    ("repeat(cosine(0.1, steps=10), mul=3, cycles=100)", "repeat: `cycles` must keep the total length"),
+    ("wsd(0.1, warmup=5e15, stable=5e15, decay=10)", "wsd: `warmup`, `stable` and `decay` must keep"),
+    ("cyclic(0.001, 0.1, half=5e15)", "cyclic: a cycle, `half` + `down` steps, must be < 2**53"),
+    ("horizon(constant(0.1), steps=9007199254740992.0)", "horizon: `steps` must be < 2**53"),
+]
+
+
+@pytest.mark.parametrize(("spec", "fragment"), TOO_LONG)
+def test_a_schedule_of_2_53_steps_or_more_is_refused(spec: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse(spec)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(("spec", "fragment"), TOO_LONG[:2])
+def test_the_cli_refuses_a_schedule_too_long_without_a_traceback(spec: str, fragment: str) -> None:
+    from typer.testing import CliRunner
+
+    from lrkit.cli import app
+
+    result = CliRunner().invoke(app, ["schedule", "show", spec])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not a traceback
+    assert "invalid schedule spec" in result.stderr and fragment in result.stderr
+
+
+def test_the_longest_schedules_still_work() -> None:
+    s = parse("constant(0.1, steps=4503599627370496) >> cosine(0.1, steps=4503599627370495)")
+    assert s.duration == 2**53 - 1 and s(2**53 - 1) == 0.0
+    assert parse("sgdr(0.1, period=10, mul=2, cycles=49)")(2**52) >= 0
+
+
 def test_unknown_name_lists_valid_names() -> None:
     with pytest.raises(SpecError) as info:
         parse("frobnicate(1)")

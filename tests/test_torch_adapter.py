@@ -79,6 +79,29 @@ def test_onecycle_cycles_adam_beta1_and_sgd_momentum() -> None:
     ScheduleLR(torch.optim.Adagrad(_params(), lr=0.1), onecycle(0.01, steps=100, momentum_range=None))
 
 
+def test_warmup_then_onecycle_holds_the_momentum_and_rmsprop_trains() -> None:
+    # RMSprop is built with momentum 0 (its default) and keeps no momentum buffer for it: the
+    # warmup must already write the momentum that the one-cycle starts with
+    torch.manual_seed(0)
+    s = warmup(10) >> onecycle(0.01, steps=100)
+    p = _params(1)
+    opt = torch.optim.RMSprop(p, lr=0.01)
+    sched = ScheduleLR(opt, s)
+    seen = []
+    for _ in range(120):
+        seen.append(opt.param_groups[0]["momentum"])
+        (p[0] ** 2).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        sched.step()
+    np.testing.assert_array_equal(seen, s.momentum(np.arange(120)))
+    assert seen[:11] == [0.95] * 11  # held through the warmup, no jump at the hand-over
+    assert torch.isfinite(p[0]).all()
+    sgd = torch.optim.SGD(_params(1), lr=0.01, momentum=0.5)
+    ScheduleLR(sgd, s)
+    assert sgd.param_groups[0]["momentum"] == 0.95  # not the 0.5 it was built with
+
+
 def test_gradient_accumulation_does_not_advance_the_schedule() -> None:
     torch.manual_seed(0)
     p = _params(1)
@@ -134,20 +157,31 @@ def test_step_with_an_epoch_is_refused() -> None:
         sched.step(5)  # type: ignore[arg-type]
 
 
+INF = float("inf")
+
+
 @pytest.mark.parametrize(
-    ("kwargs", "metrics_seed"),
+    ("kwargs", "metrics_seed", "diverged"),
     [
-        ({"factor": 0.5, "patience": 2}, 0),
-        ({"factor": 0.3, "patience": 0, "cooldown": 2}, 1),
-        ({"factor": 0.5, "patience": 1, "threshold": 0.05, "threshold_mode": "abs"}, 2),
-        ({"factor": 0.5, "patience": 1, "mode": "max", "min_lr": 0.01}, 3),
+        ({"factor": 0.5, "patience": 2}, 0, {}),
+        ({"factor": 0.3, "patience": 0, "cooldown": 2}, 1, {}),
+        ({"factor": 0.5, "patience": 1, "threshold": 0.05, "threshold_mode": "abs"}, 2, {}),
+        ({"factor": 0.5, "patience": 1, "mode": "max", "min_lr": 0.01}, 3, {}),
+        # diverged losses (inf) from the first report on, and later
+        ({"factor": 0.5, "patience": 1}, 4, {0: INF, 1: INF, 2: INF, 3: INF, 30: INF, 31: INF}),
+        ({"factor": 0.5, "patience": 1, "mode": "max"}, 5, {0: -INF, 1: -INF, 2: -INF, 3: -INF, 40: -INF}),
+        ({"factor": 0.5, "patience": 1, "threshold_mode": "abs"}, 6, {0: INF, 1: INF, 2: INF, 20: -INF}),
+        ({"factor": 0.5, "patience": 2, "mode": "max", "cooldown": 1}, 7, {5: INF, 9: -INF}),
+        ({"factor": 0.5, "patience": 2, "threshold": 1.0}, 8, {0: INF}),  # inf * 0 is NaN: never better
     ],
 )
-def test_plateau_matches_torch_reduce_on_plateau(kwargs: dict, metrics_seed: int) -> None:
+def test_plateau_matches_torch_reduce_on_plateau(kwargs: dict, metrics_seed: int, diverged: dict) -> None:
     rng = random.Random(metrics_seed)
     metrics = [1.0 / (1 + e) ** 0.3 + 0.05 * rng.random() for e in range(60)]
     if kwargs.get("mode") == "max":
         metrics = [-m for m in metrics]
+    for epoch, value in diverged.items():
+        metrics[epoch] = value
     opt_t = torch.optim.SGD(_params(), lr=0.1)
     ref = ReduceLROnPlateau(opt_t, **kwargs)
     opt = torch.optim.SGD(_params(), lr=0.1)
@@ -161,6 +195,17 @@ def test_plateau_matches_torch_reduce_on_plateau(kwargs: dict, metrics_seed: int
         sched.report(m)
         assert opt.param_groups[0]["lr"] == pytest.approx(opt_t.param_groups[0]["lr"], rel=1e-12)
     assert len(sched.schedule.reductions) >= 2  # the metric curve does trigger reductions
+    # the state, an infinite best included, is plain JSON and resumes to the same decisions
+    state = json.loads(json.dumps(sched.state_dict(), allow_nan=False))
+    resumed = ScheduleLR(torch.optim.SGD(_params(), lr=0.1), plateau(0.1, **kwargs))
+    resumed.load_state_dict(state)
+    assert resumed.schedule == sched.schedule
+    for m in (1e-3, INF, -INF, 5.0, 5.0, 5.0):
+        ref.step(m)
+        resumed.report(m)
+        assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(
+            opt_t.param_groups[0]["lr"], rel=1e-12
+        )
 
 
 def test_plateau_reduces_after_patience_and_not_before() -> None:

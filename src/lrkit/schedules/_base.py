@@ -359,8 +359,10 @@ def integer(owner: str, name: str, value: Any, *, low: int = 0) -> int:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ScheduleError(f"{owner}: `{name}` must be an integer, got {name}={value!r}")
-    if value < low or value >= MAX_STEP:
+    if value < low:
         raise ScheduleError(f"{owner}: `{name}` must be >= {low}, got {name}={value!r}")
+    if value >= MAX_STEP:
+        raise ScheduleError(f"{owner}: `{name}` must be < 2**53, got {name}={value!r}")
     return int(value)
 
 
@@ -368,7 +370,20 @@ def length(owner: str, name: str, value: Any) -> float | int:
     """Validate a duration in steps: a positive number (ints stay ints for clean configs)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return integer(owner, name, value, low=1)
-    return real(owner, name, value, low=0.0, low_open=True, high=float(MAX_STEP))
+    x = real(owner, name, value, low=0.0, low_open=True)
+    if x >= MAX_STEP:
+        raise ScheduleError(f"{owner}: `{name}` must be < 2**53, got {name}={value!r}")
+    return x
+
+
+def total_length(owner: str, names: str, got: str, steps: float | None) -> None:
+    """Refuse a schedule whose total length, `steps`, set by the arguments `names` (given as
+    `got`), reaches `MAX_STEP`: no step from there on can be evaluated."""
+    if steps is not None and not steps < MAX_STEP:  # also catches an overflow to inf
+        shown = f"{steps:.0f}" if steps < 1e18 else f"{steps:.3g}"
+        raise ScheduleError(
+            f"{owner}: {names} must keep the total length < 2**53 steps, got {got} ({shown} steps in all)"
+        )
 
 
 def choice(owner: str, name: str, value: Any, options: tuple[str, ...]) -> str:

@@ -22,6 +22,7 @@ from lrkit.schedules._base import (
     register,
     schedule_arg,
     set_field,
+    total_length,
 )
 
 
@@ -109,6 +110,18 @@ class Sequence(Schedule):
     >>> s = constant(0.1, steps=10) >> cosine(0.1, steps=90)
     >>> s(10), s(100)
     (0.1, 0.0)
+
+    Momentum: when a part prescribes momentum (`onecycle`, `with_momentum`, ...), every part
+    that does not holds one constant momentum taken from its neighbours, so that the momentum
+    never depends on what the optimizer was built with (an RMSprop built with momentum 0 keeps no
+    momentum buffer for it) and does not jump at the ends of a one-cycle. A `warmup` holds the
+    momentum at which the part after it starts, as it warms up to that part's first LR; any
+    other part holds the momentum at which the nearest earlier part with momentum ended or, when
+    none comes before it, the momentum at which the nearest later one starts.
+
+    >>> s = warmup(5) >> onecycle(0.1, steps=100) >> constant(1e-6)
+    >>> s.momentum(0), s.momentum(5), s.momentum(200)
+    (0.95, 0.95, 0.95)
     """
 
     name = "sequence"
@@ -135,6 +148,7 @@ class Sequence(Schedule):
             if p.has_plateau and i < len(flat) - 1 and isinstance(p, Warmup):
                 raise ScheduleError("sequence: a warmup cannot hold a plateau")
         set_field(self, "parts", tuple(flat))
+        total_length(self.name, "`parts`", f"{len(flat)} parts", self.duration)
 
     @property
     def boundaries(self) -> tuple[float, ...]:
@@ -175,14 +189,40 @@ class Sequence(Schedule):
                 out[mask] = part._eval(local)
         return out
 
+    def _held_momenta(self) -> list[float]:
+        """The momentum each part without one holds (see the class docstring); NaN elsewhere."""
+        n = len(self.parts)
+        held = [math.nan] * n
+
+        def at(i: int, time: float) -> float:
+            m = self.parts[i]._momentum(np.array([time]))
+            return math.nan if m is None else float(m[0])
+
+        last: int | None = None  # the nearest earlier part with momentum
+        for i, p in enumerate(self.parts):
+            if p.has_momentum:
+                last = i
+            elif last is not None and not isinstance(p, Warmup):
+                held[i] = at(last, float(self.parts[last].duration))  # type: ignore[arg-type]
+        following = math.nan  # the momentum at which the next part starts
+        for i in reversed(range(n)):
+            p = self.parts[i]
+            if p.has_momentum:
+                following = at(i, 0.0)
+                continue
+            if isinstance(p, Warmup) or math.isnan(held[i]):
+                held[i] = following
+            following = held[i]
+        return held
+
     def _momentum(self, t: FloatArray) -> FloatArray | None:
         if not self.has_momentum:
             return None
-        out = np.full(t.shape, np.nan)
+        out = np.empty(t.shape)
+        held = self._held_momenta()
         for i, mask, local in self._pieces(t):
             m = self.parts[i]._momentum(local) if self.parts[i].has_momentum else None
-            if m is not None:
-                out[mask] = m
+            out[mask] = held[i] if m is None else m
         return out
 
     @property
@@ -354,6 +394,8 @@ class Repeat(Schedule):
             set_field(self, "cycles", integer(self.name, "cycles", self.cycles, low=1))
         set_field(self, "mul", real(self.name, "mul", self.mul, low=1.0))
         set_field(self, "decay", real(self.name, "decay", self.decay, low=0.0, low_open=True))
+        with np.errstate(over="ignore"):
+            total_length(self.name, "`cycles`", f"cycles={self.cycles}", self.duration)
 
     @property
     def period(self) -> float:
@@ -532,6 +574,7 @@ class WithMomentum(Schedule):
             raise ScheduleError("with_momentum: the momentum schedule must be a plain schedule")
         if self.schedule.has_momentum:
             raise ScheduleError("with_momentum: the LR schedule already cycles momentum")
+        _check_momentum_values(m)
         set_field(self, "momentum_schedule", m)
 
     def _eval(self, t: FloatArray) -> FloatArray:
@@ -556,6 +599,26 @@ class WithMomentum(Schedule):
         if not self.has_plateau:
             return self
         return WithMomentum(self.schedule.observe(step, metric), self.momentum_schedule)
+
+
+def _check_momentum_values(m: Schedule) -> None:
+    """Refuse a momentum schedule that leaves [0, 1) (Adam's beta1 must be < 1, SGD's >= 0).
+
+    The values are checked at every step of the first 4096, at 4097 points over the schedule's
+    length (its ends included) and at every power of two up to ``2**52``: that finds the extremes
+    of constants and of the closed-form schedules, which are monotone or periodic.
+    """
+    m.check_complete()
+    span = float(m.duration) if m.duration is not None else 0.0
+    t = np.concatenate((np.arange(4096.0), np.linspace(0.0, span, 4097), 2.0 ** np.arange(53.0)))
+    v = m.evaluate(t)
+    bad = np.flatnonzero(~((v >= 0.0) & (v < 1.0)))  # NaN is bad too
+    if bad.size:
+        k = int(bad[0])
+        raise ScheduleError(
+            f"with_momentum: `momentum_schedule` must stay in [0, 1), got momentum_schedule={m}, "
+            f"which is {v[k]:g} at step {int(t[k])}"
+        )
 
 
 warmup = Warmup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,23 +29,29 @@ class LintWarning:
         return f"[{self.code}] {where}{self.message}"
 
 
-def _joins(s: Schedule, offset: float = 0.0) -> Iterator[tuple[float, Sequence, int]]:
-    """Every join of every sequence in `s` that runs on the same clock as `s`.
+def _joins(s: Schedule, offset: float = 0.0, end: float = math.inf) -> Iterator[tuple[float, Sequence, int]]:
+    """Every join of every sequence in `s` that runs on the same clock as `s` and is reached.
 
     Yields (absolute step of the join, the sequence, index of the part that starts there).
-    Sequences inside time-changing nodes (`repeat`, recipes) are not visited.
+    Joins after `end` are never reached: a `horizon` holds from its `steps` on, and the next part
+    of a sequence takes over where a part ends. Sequences inside time-changing nodes (`repeat`,
+    recipes) are not visited.
     """
     if isinstance(s, Sequence):
         starts = s.boundaries
         for i in range(1, len(s.parts)):
-            yield offset + starts[i], s, i
-        for start, part in zip(starts, s.parts, strict=True):
-            yield from _joins(part, offset + start)
+            if offset + starts[i] <= end:
+                yield offset + starts[i], s, i
+        for i, part in enumerate(s.parts):
+            stop = offset + starts[i + 1] if i + 1 < len(starts) else end
+            yield from _joins(part, offset + starts[i], min(end, stop))
+    elif isinstance(s, Horizon):
+        yield from _joins(s.schedule, offset, min(end, offset + s.steps))
     elif isinstance(s, WithMomentum):
-        yield from _joins(s.schedule, offset)
-    elif isinstance(s, (Affine, Clip, Noise, Product, Plateau, Horizon)):
+        yield from _joins(s.schedule, offset, end)
+    elif isinstance(s, (Affine, Clip, Noise, Product, Plateau)):
         for child in s.children():
-            yield from _joins(child, offset)
+            yield from _joins(child, offset, end)
 
 
 def lint(schedule: Schedule, steps: int) -> list[LintWarning]:
@@ -54,7 +61,8 @@ def lint(schedule: Schedule, steps: int) -> list[LintWarning]:
     that ends far from where the next part starts), an LR of 0 at step 0 (a wasted step), a
     horizon shorter than the training (the LR holds a final value, or raises, for the rest), a
     schedule much longer than the training (it never finishes its decay), non-finite or negative
-    values, and steps past an ``after="error"`` horizon.
+    values, and steps past an ``after="error"`` horizon. A schedule that cannot be evaluated on
+    its own (a warmup at the end of a sequence) raises the `ScheduleError` of `check_complete`.
 
     >>> [w.code for w in lint(cosine(0.1, steps=50), steps=100)]
     ['horizon-short']
@@ -62,6 +70,7 @@ def lint(schedule: Schedule, steps: int) -> list[LintWarning]:
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"lint: `steps` must be an integer >= 1, got steps={steps!r}")
     steps = int(steps)
+    schedule.check_complete()
     out: list[LintWarning] = []
     t = np.arange(steps + 1, dtype=np.float64)
     values = schedule.evaluate(t)

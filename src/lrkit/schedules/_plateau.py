@@ -36,7 +36,11 @@ class Plateau(Schedule):
     a metric is an improvement if it beats ``best`` by more than `threshold` (relative or
     absolute, for ``mode="min"`` or ``"max"``); after more than `patience` reports without one,
     the LR is reduced and `cooldown` reports are ignored; a reduction smaller than `eps` is not
-    made. NaN never improves.
+    made. NaN never improves. As in torch, the best starts at the worst value (``+inf`` for
+    ``"min"``, ``-inf`` for ``"max"``; ``best=None`` before any report), so an infinite metric
+    (a diverged loss) is a bad report like any other, and a metric of ``-inf`` in ``"min"`` mode
+    (``+inf`` in ``"max"``) becomes a best that nothing beats. Configs and specs write an infinite
+    best as the string ``"inf"`` or ``"-inf"`` (JSON has no infinity).
 
     Composes: ``warmup(500) >> plateau(1e-3, factor=0.5, patience=3)`` warms up and then reduces
     on plateau; metrics reported during the warmup are ignored.
@@ -87,7 +91,7 @@ class Plateau(Schedule):
         set_field(self, "min_lr", real(self.name, "min_lr", self.min_lr, low=0.0))
         set_field(self, "eps", real(self.name, "eps", self.eps, low=0.0))
         if self.best is not None:
-            set_field(self, "best", real(self.name, "best", self.best))
+            set_field(self, "best", _best(self.best))
         set_field(self, "bad", integer(self.name, "bad", self.bad, low=0))
         set_field(self, "cooldown_left", integer(self.name, "cooldown_left", self.cooldown_left, low=0))
         if not isinstance(self.reductions, (tuple, list)):
@@ -125,12 +129,12 @@ class Plateau(Schedule):
         return replace(self, lr=lr, best=None, bad=0, cooldown_left=0, reductions=())
 
     def improves(self, metric: float) -> bool:
-        """Whether `metric` beats the best so far by more than the threshold."""
+        """Whether `metric` beats the best so far by more than the threshold (torch's rule)."""
         if math.isnan(metric):
             return False
-        if self.best is None:
-            return True
         b = self.best
+        if b is None:  # torch starts from the worst value
+            b = math.inf if self.mode == "min" else -math.inf
         if self.mode == "min":
             ref = b * (1.0 - self.threshold) if self.threshold_mode == "rel" else b - self.threshold
             return metric < ref
@@ -166,9 +170,27 @@ class Plateau(Schedule):
                 reductions = reductions + (step,)
             cooldown_left = self.cooldown
             bad = 0
-        if best is not None and not math.isfinite(best):
-            best = None
         return replace(self, lr=lr, best=best, bad=bad, cooldown_left=cooldown_left, reductions=reductions)
+
+    def to_config(self) -> dict[str, Any]:
+        cfg = super().to_config()
+        if self.best is not None and math.isinf(self.best):
+            cfg["best"] = repr(self.best)  # "inf" or "-inf": JSON has no infinity
+        return cfg
+
+
+def _best(value: Any) -> float:
+    """Validate the stored best metric: a number, infinities included (also as "inf"/"-inf")."""
+    if isinstance(value, str) and value in ("inf", "-inf"):
+        return float(value)
+    if isinstance(value, (float, np.floating)) and math.isinf(value):
+        return float(value)
+    try:
+        return real("plateau", "best", value)
+    except ScheduleError:
+        raise ScheduleError(
+            f'plateau: `best` must be a number, "inf" or "-inf" (or none), got best={value!r}'
+        ) from None
 
 
 plateau = Plateau

@@ -7,11 +7,15 @@ whose `build()` returns the composition of primitives that it evaluates.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from lrkit.schedules._base import (
+    MAX_STEP,
     FloatArray,
     Schedule,
     ScheduleError,
@@ -21,6 +25,7 @@ from lrkit.schedules._base import (
     real,
     register,
     set_field,
+    total_length,
 )
 from lrkit.schedules._compose import Affine, Product, Repeat, Sequence, Warmup, WithMomentum
 from lrkit.schedules._primitives import (
@@ -108,6 +113,11 @@ class WarmRestarts(Recipe):
         set_field(self, "decay", real(self.name, "decay", self.decay, low=0.0, low_open=True, high=1.0))
         if self.cycles is not None:
             set_field(self, "cycles", integer(self.name, "cycles", self.cycles, low=1))
+            with np.errstate(over="ignore"):
+                grown = np.float64(self.mul) ** self.cycles
+                total = self.period * (self.cycles if self.mul == 1.0 else (grown - 1.0) / (self.mul - 1.0))
+            got = f"cycles={self.cycles} with period={self.period!r}, mul={self.mul!r}"
+            total_length(self.name, "`cycles`", got, float(total))
 
     def build(self) -> Schedule:
         one = Cosine(self.lr - self.end, steps=self.period, end=0.0)
@@ -163,6 +173,12 @@ class Cyclic(Recipe):
         )
         set_field(self, "gamma", real(self.name, "gamma", self.gamma, low=0.0, low_open=True, high=1.0))
         set_field(self, "momentum_range", _momentum_pair(self.name, self.momentum_range))
+        down = self.half if self.down is None else self.down
+        if self.half + down >= MAX_STEP:
+            raise ScheduleError(
+                f"cyclic: a cycle, `half` + `down` steps, must be < 2**53 steps, got half={self.half!r}, "
+                f"down={down!r}"
+            )
 
     def _wave(self) -> Schedule:
         down = self.half if self.down is None else self.down
@@ -184,6 +200,11 @@ class Cyclic(Recipe):
             Sequence((Linear(1.0, 0.0, steps=self.half), Linear(0.0, 1.0, steps=down))),
         )
         return WithMomentum(lr, Affine(inv, scale=hi - lo, shift=lo))
+
+
+def _empty_phase(ends: tuple[float, ...]) -> bool:
+    starts = (0.0,) + ends[:-1]
+    return any(e <= s for s, e in zip(starts, ends, strict=True))
 
 
 @register
@@ -235,20 +256,29 @@ class OneCycle(Recipe):
             raise ScheduleError(f"onecycle: `three_phase` must be true or false, got {self.three_phase!r}")
         set_field(self, "anneal", choice(self.name, "anneal", self.anneal, ("cos", "linear")))
         set_field(self, "momentum_range", _momentum_pair(self.name, self.momentum_range))
-        ends = self._phase_ends()
-        starts = (0.0,) + ends[:-1]
-        if any(e <= s for s, e in zip(starts, ends, strict=True)):
+        if _empty_phase(self._phase_ends()):
+            # every phase lasts more than 0 steps iff 1/steps < pct_start < 1 (two phases) or
+            # < (steps + 1) / (2 steps) (three): some pct_start always works since steps >= 2
+            n, p = self.steps, self.pct_start
+            high, bound = ((n + 1) / (2 * n), "(steps + 1) / (2 * steps)") if self.three_phase else (1.0, "1")
+            hint = f"a pct_start between 1/steps and {bound}, here between {1 / n:.4g} and {high:.4g}"
+            if p * n <= 1.0:  # the first phase is empty: more steps make it last
+                more = math.floor(1.0 / p) + 1
+                while more < MAX_STEP and _empty_phase(self._phase_ends(more)):
+                    more += 1
+                if more < MAX_STEP:
+                    hint = f"steps >= {more} with this pct_start, or {hint}"
             raise ScheduleError(
-                f"onecycle: steps={self.steps} with pct_start={self.pct_start} leaves an empty "
-                f"phase; use more steps or a pct_start between {1.5 / self.steps:.3g} and "
-                f"{1 - 1.5 / self.steps:.3g}"
+                f"onecycle: steps={n} with pct_start={p}{', three_phase=true' if self.three_phase else ''} "
+                f"leaves an empty phase; use {hint} (both excluded)"
             )
 
-    def _phase_ends(self) -> tuple[float, ...]:
-        up = float(self.pct_start * self.steps) - 1.0
+    def _phase_ends(self, steps: int | None = None) -> tuple[float, ...]:
+        n = self.steps if steps is None else steps
+        up = float(self.pct_start * n) - 1.0
         if self.three_phase:
-            return (up, float(2 * self.pct_start * self.steps) - 2.0, float(self.steps - 1))
-        return (up, float(self.steps - 1))
+            return (up, float(2 * self.pct_start * n) - 2.0, float(n - 1))
+        return (up, float(n - 1))
 
     def _anneal(self, a: float, b: float, d: float) -> Schedule:
         return Cosine(a, steps=d, end=b) if self.anneal == "cos" else Linear(a, b, steps=d)
@@ -311,6 +341,12 @@ class WarmupStableDecay(Recipe):
             self,
             "warmup_kind",
             choice(self.name, "warmup_kind", self.warmup_kind, ("linear", "cosine", "exponential")),
+        )
+        total_length(
+            self.name,
+            "`warmup`, `stable` and `decay`",
+            f"warmup={self.warmup}, stable={self.stable}, decay={self.decay}",
+            float(self.warmup + self.stable + self.decay),
         )
 
     def build(self) -> Schedule:

@@ -23,6 +23,7 @@ import dataclasses
 import difflib
 import inspect
 import json
+import math
 import warnings
 from typing import Any
 
@@ -268,7 +269,7 @@ def _fmt_value(v: Any) -> str:
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, float):
-        return repr(v)
+        return repr(v) if math.isfinite(v) else json.dumps(repr(v))  # a spec has no infinity
     if isinstance(v, tuple):
         return "[" + ", ".join(_fmt_value(x) for x in v) + "]"
     return str(v)
