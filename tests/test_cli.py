@@ -252,6 +252,69 @@ def test_train_takes_a_task_as_its_argument(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "history.json").read_text())["task"] == "mlp-digits"
 
 
+def test_train_a_task_file_that_imports_a_module_beside_it(tmp_path: Path) -> None:
+    """``lrkit train ut/exp.py:task`` where exp.py imports ut/mymodel.py, run from elsewhere, as
+    ``python ut/exp.py`` would run it."""
+    folder = tmp_path / "ut"
+    folder.mkdir()
+    (folder / "mymodel.py").write_text(
+        "from lrkit.tasks import LogregDigits\n\nclass Mine(LogregDigits):\n    pass\n"
+    )
+    (folder / "exp.py").write_text("from mymodel import Mine\n\ntask = Mine()\n")
+    res = subprocess.run(
+        [str(LRKIT), "train", "ut/exp.py:task", "--epochs", "1", "-o", "out"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "status: completed" in res.stdout
+
+
+def test_train_reports_an_import_error_in_a_task_file_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    path = tmp_path / "exp.py"
+    path.write_text("from no_such_model_xyz import Net\n")
+    res = CliRunner().invoke(app, ["train", f"{path}:task", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert res.output == (
+        f"error: task reference '{path}:task': {path}, line 1: No module named 'no_such_model_xyz'\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("attribute", "message"),
+    [
+        (
+            "epochs = 0",
+            "error: task 'bad' has epochs=0; a task's `epochs` must be an int >= 1, or pass --epochs",
+        ),
+        ("batch_size = 0", "error: task 'bad' has batch_size=0; a task's `batch_size` must be an int >= 1"),
+    ],
+)
+def test_train_names_the_task_attribute_not_a_flag(
+    attribute: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    path = tmp_path / "bad_task.py"
+    path.write_text(
+        "from lrkit.tasks import LogregDigits\n\n"
+        f"class Bad(LogregDigits):\n    name = 'bad'\n    {attribute}\n\n"
+        "task = Bad()\n"
+    )
+    res = CliRunner().invoke(app, ["train", f"{path}:task", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert res.output.strip() == message
+
+
+@pytest.mark.parametrize("args", [["--lr", "1e39"], ["--lr", "1e308", "--schedule", "onecycle"]])
+def test_train_at_an_lr_beyond_float32_reports_a_diverged_run(args: list[str], tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["train", "logreg-digits", "--epochs", "1", *args, "-o", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "status: diverged" in res.output
+    assert json.loads((tmp_path / "history.json").read_text())["status"] == "diverged"
+
+
 @pytest.mark.parametrize("command", ["find", "train", "compare", "explain", "tune", "demo"])
 def test_an_output_folder_that_cannot_be_written_is_refused_before_the_work(
     command: str, tmp_path: Path

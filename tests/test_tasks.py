@@ -257,6 +257,15 @@ def test_loader_batches_are_balanced_and_validated() -> None:
         BatchLoader(torch.zeros(4), torch.zeros(4), batch_size=2, seed=-1)
 
 
+def test_a_task_with_a_bad_batch_size_is_named() -> None:
+    task = get("logreg-digits")
+    task.batch_size = 0
+    with pytest.raises(
+        TaskError, match=r"^task 'logreg-digits' has batch_size=0; a task's `batch_size` must be an int >= 1$"
+    ):
+        task.loader()
+
+
 # -- load ---------------------------------------------------------------------------------------
 
 USER_TASK = textwrap.dedent(
@@ -370,10 +379,62 @@ def test_load_errors_for_missing_files_and_modules(tmp_path: Path) -> None:
         load(3)  # type: ignore[arg-type]
 
 
-def test_errors_inside_a_user_file_propagate_with_the_reference(tmp_path: Path) -> None:
+def test_a_task_file_imports_the_modules_beside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As for ``python ut/exp.py``, the file's folder is first on sys.path while it runs; it stays
+    there, so a neighbour imported later (here by `model`, as a worker process may) is found too."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    folder = tmp_path / "ut"
+    folder.mkdir()
+    (folder / "lrkit_neighbour_tiny.py").write_text(USER_TASK)
+    (folder / "lrkit_neighbour_net.py").write_text(
+        "import torch\n\ndef net():\n    return torch.nn.Linear(3, 2)\n"
+    )
+    (folder / "exp.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from lrkit_neighbour_tiny import Tiny
+
+            class Lazy(Tiny):
+                def model(self, seed):
+                    from lrkit_neighbour_net import net
+
+                    torch.manual_seed(seed)
+                    return net()
+
+            task = Lazy()
+            """
+        )
+    )
+    try:
+        task = load(f"{folder / 'exp.py'}:task")
+        assert task.name == "tiny" and sys.path[0] == str(folder)
+        assert train(task, optimizer="sgd", lr=0.5).steps == 2 * 5
+        load(f"{folder / 'exp.py'}:task")  # loading it again adds no second entry
+        assert sys.path.count(str(folder)) == 1
+    finally:
+        for name in ("lrkit_neighbour_tiny", "lrkit_neighbour_net"):
+            sys.modules.pop(name, None)
+
+
+def test_an_import_error_in_a_user_file_is_a_task_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
     path = tmp_path / "broken.py"
-    path.write_text("import no_such_dependency_xyz\n")
-    with pytest.raises(ModuleNotFoundError) as info:
+    path.write_text("import math\nimport no_such_dependency_xyz\n")
+    with pytest.raises(TaskError) as info:
+        load(f"{path}:task")
+    assert str(info.value) == (
+        f"task reference '{path}:task': {path}, line 2: No module named 'no_such_dependency_xyz'"
+    )
+    assert str(tmp_path) not in sys.path  # a file that could not be loaded leaves sys.path alone
+
+
+def test_other_errors_inside_a_user_file_propagate_with_the_reference(tmp_path: Path) -> None:
+    path = tmp_path / "broken.py"
+    path.write_text("x = 1 / 0\n")
+    with pytest.raises(ZeroDivisionError) as info:
         load(f"{path}:task")
     assert any("broken.py:task" in note for note in getattr(info.value, "__notes__", []))
 
@@ -420,6 +481,26 @@ def test_train_schedules() -> None:
         train(task, optimizer="adam", lr=1e-3, epochs=0)
     with pytest.raises(ValueError, match="unknown optimizer"):
         train(task, optimizer="lbfgs", lr=1e-3)
+
+
+def test_train_at_an_lr_too_large_for_the_parameters_float_type_diverges() -> None:
+    """Beyond float32's range torch cannot even apply the step (it raised a RuntimeError): the
+    run diverges, as it does at a large LR that float32 can hold."""
+    task = get("logreg-digits")
+    for optimizer, lr, schedule in (("adam", 1e39, "constant"), ("sgd", 1e308, "onecycle")):
+        r = train(task, optimizer=optimizer, lr=lr, schedule=schedule, epochs=1)
+        assert r.diverged and r.steps == 0 and len(r.train_losses) == 1, (optimizer, lr)
+        assert math.isnan(r.val_metric) and math.isnan(r.test_metric)
+
+
+def test_train_names_a_task_with_bad_epochs() -> None:
+    task = get("logreg-digits")
+    task.epochs = 0
+    with pytest.raises(
+        TaskError, match=r"^train: task 'logreg-digits' has epochs=0; a task's `epochs` must be an int >= 1"
+    ):
+        train(task, optimizer="adam", lr=1e-3)
+    assert train(task, optimizer="adam", lr=1e-3, epochs=1).steps == task.steps_per_epoch()
 
 
 def test_train_clips_gradients_when_asked() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from lrkit.schedules import parse
-from lrkit.tasks import Task, TaskData, get
+from lrkit.tasks import Task, TaskData, TaskError, get
 from lrkit.train import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -151,7 +152,9 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path) -> None:
         fit(task, "adam", epochs=2, seed=1, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(CheckpointError, match="optimizer='adam'"):
         fit(task, "sgd", epochs=2, checkpoint_dir=tmp_path, resume=True)
-    with pytest.raises(CheckpointError, match="cannot resume"):  # another schedule
+    with pytest.raises(
+        CheckpointError, match=r"schedule constant\(0\.001\), this run has the schedule cosine"
+    ):
         fit(task, "adam", "cosine(1e-3, steps=8)", epochs=2, checkpoint_dir=tmp_path, resume=True)
     before = (tmp_path / "last.pt").read_bytes()
     with pytest.raises(CheckpointError, match=r"clip_grad_norm=None, this run has clip_grad_norm=1\.0"):
@@ -164,6 +167,25 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path) -> None:
     fit(task, "adam", epochs=3, checkpoint_dir=tmp_path / "y")
     with pytest.raises(ValueError, match="has 3 epochs done, more than epochs=2"):
         fit(task, "adam", epochs=2, checkpoint_dir=tmp_path / "y", resume=True)
+
+
+def test_resume_with_another_schedule_says_what_fit_can_do(tmp_path: Path) -> None:
+    """A keyword schedule is built to the run's length: resuming a 2-epoch 'constant' run as a
+    4-epoch 'cosine' one is refused in fit's words (not the adapter's schedule='saved' or
+    'current', which fit does not have), and the saved spec it suggests does resume."""
+    task = get("logreg-digits")  # 34 steps an epoch
+    fit(task, "momentum", "constant", epochs=2, lr=0.05, checkpoint_dir=tmp_path)
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(CheckpointError) as info:
+        fit(task, "momentum", "cosine", epochs=4, lr=0.05, checkpoint_dir=tmp_path, resume=True)
+    message = str(info.value)
+    assert "the schedule constant(0.05), this run has the schedule cosine(0.05, steps=136)" in message
+    assert "schedule='constant(0.05)'" in message and "resume=False" in message
+    assert "`checkpoint_dir`" in message
+    assert "'saved'" not in message and "'current'" not in message and "ScheduleLR" not in message
+    assert (tmp_path / "last.pt").read_bytes() == before  # the refused resume wrote nothing
+    resumed = fit(task, "momentum", "constant(0.05)", 4, lr=0.05, checkpoint_dir=tmp_path, resume=True)
+    same_run(fit(task, "momentum", "constant", 4, lr=0.05), resumed)
 
 
 # -- plateau --------------------------------------------------------------------------------------
@@ -266,6 +288,25 @@ def test_a_divergent_lr_ends_as_diverged_without_crashing(tmp_path: Path) -> Non
         if (tmp_path / name).exists():
             ck = load_checkpoint(tmp_path / name)
             assert all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "lr", "schedule"),
+    [
+        ("adam", 1e39, "constant"),  # beyond float32: torch cannot apply the step at all
+        ("adam", 1e38, "constant"),  # within float32, but Adam's first step is 10 * lr
+        ("momentum", 1e308, "onecycle"),
+        ("sgd", 1e-3, "constant(1e39)"),  # a spec used as it is
+    ],
+)
+def test_an_lr_too_large_for_the_parameters_float_type_ends_as_diverged(
+    optimizer: str, lr: float, schedule: str, tmp_path: Path
+) -> None:
+    task = get("logreg-digits")
+    h = fit(task, optimizer, schedule, epochs=2, lr=lr, checkpoint_dir=tmp_path)
+    assert h.status == "diverged" and h.steps == 1 and not h.epochs
+    assert math.isnan(h.final_metric) and math.isnan(h.test_metric)
+    assert not (tmp_path / "last.pt").exists()  # nothing saved from the diverged state
 
 
 def test_clipped_gradients_keep_a_large_lr_finite_also_under_amp() -> None:
@@ -413,6 +454,43 @@ def test_ready_optimizer_amp_and_progress(capsys: pytest.CaptureFixture[str]) ->
 def test_fit_validates_its_arguments(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         fit(Noise(), **{"epochs": 1, **kwargs})
+
+
+@pytest.mark.parametrize(("attribute", "value"), [("epochs", 0), ("epochs", 2.5), ("batch_size", 0)])
+def test_a_task_with_a_bad_epochs_or_batch_size_is_named_not_the_argument(attribute: str, value: Any) -> None:
+    task = Noise()
+    setattr(task, attribute, value)
+    with pytest.raises(TaskError) as info:
+        fit(task, "adam")
+    message = str(info.value)
+    assert f"task 'noise' has {attribute}={value!r}; a task's `{attribute}` must be an int >= 1" in message
+    assert ("or pass `epochs`" in message) == (attribute == "epochs")
+    if attribute == "epochs":
+        assert message.startswith("fit: ")
+        assert fit(task, "adam", epochs=1).status == "completed"  # `epochs` given: task.epochs unused
+
+
+def test_spawned_workers_find_the_modules_beside_a_task_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task loaded from a file whose class lives in a module beside it travels to spawned
+    workers pickled; they import that module again, from the folder `load` left on sys.path."""
+    from lrkit.tasks import load
+    from lrkit.train import compare
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "lrkit_neighbour_task.py").write_text(
+        "from lrkit.tasks import LogregDigits\n\nclass Mine(LogregDigits):\n    name = 'mine'\n"
+    )
+    (tmp_path / "exp.py").write_text("from lrkit_neighbour_task import Mine\n\ntask = Mine()\n")
+    try:
+        task = load(f"{tmp_path / 'exp.py'}:task")
+        result = compare(
+            task, ["constant"], ["adam"], lrs=[1e-2, 1e-3], epochs=1, workers=2, start_method="spawn"
+        )
+        assert [h.status for h in result.histories()] == ["completed", "completed"]
+    finally:
+        sys.modules.pop("lrkit_neighbour_task", None)
 
 
 def test_range_test_on_a_run_shorter_than_the_verification_needs() -> None:

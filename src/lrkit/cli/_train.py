@@ -68,11 +68,14 @@ def train(
 
     from lrkit import optim
     from lrkit.tasks import TaskError, load
+    from lrkit.tasks._base import task_epochs
     from lrkit.train import KEYWORD_SCHEDULES, CompareResult
     from lrkit.train._fit import fit
 
     try:
         the_task = load(task_name(ref, task, "train"))
+        if epochs is None:  # said here: fit's words for it would read as --epochs in FLAGS
+            task_epochs(the_task, instead="pass --epochs")
         output = output_folder(output)
     except TaskError as e:
         fail(str(e))

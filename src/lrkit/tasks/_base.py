@@ -7,11 +7,13 @@ write their own by subclassing it (``lrkit find my_project/exp.py:task``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
 import math
 import sys
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,7 +47,8 @@ T = TypeVar("T", bound="type[Task]")
 
 
 class TaskError(ValueError):
-    """A task reference that cannot be resolved, or an unknown task name (a `ValueError`)."""
+    """A task reference that cannot be resolved, an unknown task name, or a task whose `epochs` or
+    `batch_size` is not an int >= 1 (a `ValueError`)."""
 
 
 @dataclass(frozen=True)
@@ -205,8 +208,13 @@ class Task(ABC):
         """
         if split not in SPLITS:
             raise ValueError(f"{type(self).__name__}.loader: `split` must be one of {SPLITS}, got {split!r}")
+        size = self.batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise TaskError(
+                f"task {_label(self)!r} has batch_size={size!r}; a task's `batch_size` must be an int >= 1"
+            )
         x, y = self.data().split(split)
-        return BatchLoader(x, y, self.batch_size, shuffle=split == "train", seed=seed)
+        return BatchLoader(x, y, size, shuffle=split == "train", seed=seed)
 
     def steps_per_epoch(self) -> int:
         """Optimizer steps in one epoch of the training loader."""
@@ -214,6 +222,26 @@ class Task(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _label(task: Task) -> str:
+    return task.name or type(task).__name__
+
+
+def task_epochs(task: Task, where: str = "", instead: str = "pass `epochs`") -> int:
+    """``task.epochs``, the length of a run not given one, checked.
+
+    Raises:
+        TaskError: it is not an int >= 1; the message begins with `where` (the caller), names
+            the task and ends with `instead`, what the caller can do instead.
+    """
+    n = task.epochs
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise TaskError(
+            f"{where}task {_label(task)!r} has epochs={n!r}; a task's `epochs` must be an int >= 1, "
+            f"or {instead}"
+        )
+    return n
 
 
 _REGISTRY: dict[str, type[Task]] = {}
@@ -259,12 +287,16 @@ def load(ref: str | Task) -> Task:
 
     The attribute (dots allowed: ``"module:obj.task"``) may be a `Task` instance, a `Task`
     subclass (built with no arguments), or a callable with no arguments returning a `Task`. A file
-    is executed as a module named after it; nothing is ever passed to `eval`. A `Task` instance is
-    returned as it is.
+    is executed as a module named after it, with its folder on ``sys.path`` (put first, as
+    ``python path/to/file.py`` does, unless it is there already), so it can import the modules
+    beside it; the folder stays there, as a script's does, for the imports its task makes later,
+    in this process or in the worker processes it starts. Nothing is ever passed to `eval`. A
+    `Task` instance is returned as it is.
 
     Raises:
-        TaskError: unknown name, missing file, module or attribute, or an attribute that does not
-            give a `Task`; the message names the reference.
+        TaskError: unknown name, missing file, module or attribute, an attribute that does not
+            give a `Task`, or an `ImportError` while a file runs; the message names the reference.
+            Other errors raised by a file or a module propagate with a note naming the reference.
     """
     if isinstance(ref, Task):
         return ref
@@ -307,10 +339,21 @@ def _import_file(ref: str, path: Path) -> Any:
         raise TaskError(f"task reference {ref!r}: cannot import {str(path)!r} as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module  # dataclasses and pickling look the module up here
+    folder = str(resolved.parent)
+    added = folder not in sys.path
+    if added:  # as python does for a script: its folder first, for the modules beside it
+        sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except BaseException as e:
         sys.modules.pop(mod_name, None)
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(folder)
+        if isinstance(e, ImportError):  # a missing dependency: the user's setup, not a bug in lrkit
+            lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == str(resolved)]
+            at = f", line {lines[-1]}" if lines else ""
+            raise TaskError(f"task reference {ref!r}: {path}{at}: {e}") from e
         e.add_note(f"while loading the task reference {ref!r}")
         raise
     return module

@@ -18,7 +18,7 @@ from lrkit._checks import positive_or_none
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import make
 from lrkit.schedules import Schedule, constant, onecycle, parse
-from lrkit.tasks._base import Task
+from lrkit.tasks._base import Task, task_epochs
 
 __all__ = ["EVAL_CHUNK", "OPTIMIZERS", "RunResult", "evaluate_split", "make_optimizer", "train"]
 
@@ -66,9 +66,10 @@ class RunResult:
         val_loss: the task's loss on the validation split (NaN if diverged).
         test_metric: the metric on the test split (NaN if diverged).
         train_losses: the training loss of every step, before its update (the last one is the
-            non-finite loss when the run diverged).
+            non-finite loss when the run diverged, or the loss of the step it could not take).
         lrs: the LR of every step (of the first param group), one per entry of `train_losses`.
-        diverged: a non-finite training loss stopped the run.
+        diverged: a non-finite training loss stopped the run, or a step too large for the
+            parameters' float type (which torch cannot take).
         seconds: wall-clock time of the whole run, evaluation included.
         steps: optimizer steps taken.
     """
@@ -81,6 +82,13 @@ class RunResult:
     diverged: bool
     seconds: float
     steps: int
+
+
+def step_overflowed(error: RuntimeError) -> bool:
+    """Whether `error`, raised by ``optimizer.step()``, says that torch could not convert the
+    step's size (the LR, or a multiple of it) to the parameters' float type: an LR beyond
+    float32's range (about 3.4e38), or near it. Training at such an LR diverges at once."""
+    return "cannot be converted to type" in str(error) and "without overflow" in str(error)
 
 
 def _schedule(schedule: str | Schedule, optimizer: str, lr: float, total: int) -> Schedule:
@@ -164,7 +172,9 @@ def train(
             (``torch.nn.utils.clip_grad_norm_``); None (the default) does not clip.
 
     The loss of every step is read before the update; the first non-finite one stops the run with
-    ``diverged=True``. At the end the model is scored in eval mode under ``torch.no_grad()``.
+    ``diverged=True``, and so does a step whose size the parameters' float type cannot hold (an
+    LR beyond float32's range, about 3.4e38: torch refuses to take it). At the end the model is
+    scored in eval mode under ``torch.no_grad()``.
 
     The caller chooses the threads (the benchmarks use ``torch.set_num_threads(1)``). A run at a
     far too large LR that does not overflow can be several times slower than a normal one, as
@@ -178,7 +188,7 @@ def train(
     if not isinstance(task, Task):
         raise TypeError(f"train: `task` must be a lrkit Task, got {type(task).__name__}")
     if epochs is None:
-        epochs = task.epochs
+        epochs = task_epochs(task, "train: ")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"train: `epochs` must be an int >= 1, got epochs={epochs!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -210,7 +220,13 @@ def train(
             loss.backward()
             if clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)
-            opt.step()
+            try:
+                opt.step()
+            except RuntimeError as e:
+                if not step_overflowed(e):
+                    raise
+                diverged = True
+                break
             sched.step()
         if diverged:
             break

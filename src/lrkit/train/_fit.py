@@ -17,8 +17,10 @@ import torch
 from lrkit._checks import positive_or_none, writable_folder
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import make
-from lrkit.schedules import Schedule
+from lrkit.schedules import Schedule, from_config
 from lrkit.tasks import BatchLoader, Task, evaluate_split
+from lrkit.tasks._base import task_epochs
+from lrkit.tasks._run import step_overflowed
 from lrkit.train._checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -175,7 +177,7 @@ def fit(
             spec string, used as it is (`lr` then only builds the optimizer) and checked against
             the run's length first (`lrkit.schedules.lint`: what it finds is a warning). A
             schedule with a `plateau` node is told the validation loss after every epoch.
-        epochs: epochs of the whole run, >= 1 (default: ``task.epochs``).
+        epochs: epochs of the whole run, >= 1 (default: ``task.epochs``, checked likewise).
         lr: the learning rate, finite and > 0; None: the registry's default for a named optimizer,
             the optimizer's own LR for a ready one.
         seed: seeds the model's initial weights, the batch order and ``torch.manual_seed``.
@@ -190,7 +192,9 @@ def fit(
             stopping, history and RNG states are restored, so on the CPU the run reproduces the
             uninterrupted one bit for bit (on CUDA too, with and without `amp`, where the model's
             kernels are deterministic: see ``torch.use_deterministic_algorithms``). The run must
-            have the same task, optimizer, schedule and seed.
+            have the same task, optimizer, schedule and seed (a keyword schedule is built from
+            `lr` and the run's length: to resume with more epochs, pass the saved schedule's spec,
+            which the refusal gives).
         device: where the model and batches go (``"cpu"``, ``"cuda"``, ...).
         amp: mixed precision: autocast to bfloat16 on the CPU, to float16 with a `GradScaler` on
             CUDA (a step the scaler skips does not advance the schedule).
@@ -202,21 +206,25 @@ def fit(
             it raises stops the run and propagates.
 
     A non-finite training loss (or validation loss) stops the run with ``status="diverged"``
-    instead of raising.
+    instead of raising, and so does a step whose size the parameters' float type cannot hold (an
+    LR beyond float32's range, about 3.4e38: torch refuses to take it).
 
     Raises:
         ValueError: a bad argument (named in the message), an unknown optimizer or schedule, a
             schedule that would raise past its ``after="error"`` horizon during the run, or a
             checkpoint that does not belong to this run.
-        CheckpointError: ``last.pt`` is unreadable or not an lrkit checkpoint.
+        CheckpointError: ``last.pt`` is unreadable or not an lrkit checkpoint, or was written by
+            another run (the message says which setting differs and what to do).
+        TaskError: `epochs` is None and ``task.epochs`` is not an int >= 1, or the task's
+            ``batch_size`` is not.
 
     >>> from lrkit.tasks import get
     >>> h = fit(get("logreg-digits"), "momentum", "onecycle", epochs=2, lr=0.05)
     >>> h.status, len(h.epochs), h.steps, h.final_metric > 0.8
     ('completed', 2, 68, True)
     """
-    if epochs is None:
-        epochs = task.epochs if isinstance(task, Task) else 0
+    if epochs is None and isinstance(task, Task):
+        epochs = task_epochs(task, "fit: ")
     _check_args(
         task, optimizer, schedule, epochs, lr, seed, model, early_stopping, checkpoint_dir, resume, amp,
         progress, on_epoch,
@@ -271,7 +279,9 @@ def fit(
 
     try:
         if resume and folder is not None and (folder / "last.pt").exists():
-            ck = _resume(folder / "last.pt", history, net, opt, scheduler, es, scaler, epochs, clip_grad_norm)
+            ck = _resume(
+                folder / "last.pt", history, net, opt, scheduler, es, scaler, epochs, clip_grad_norm, schedule
+            )
             history = History.from_dict(ck["history"])
             best_state = ck.get("best_model")
             first_epoch = int(ck["epoch"])
@@ -306,18 +316,24 @@ def fit(
                         break
                     losses.append(value)
                     opt.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        if clip_grad_norm is not None:
-                            scaler.unscale_(opt)
-                            torch.nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)
-                        scaler.step(opt)
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        if clip_grad_norm is not None:
-                            torch.nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)
-                        opt.step()
+                    try:
+                        if scaler is not None:
+                            scaler.scale(loss).backward()
+                            if clip_grad_norm is not None:
+                                scaler.unscale_(opt)
+                                torch.nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)
+                            scaler.step(opt)
+                            scaler.update()
+                        else:
+                            loss.backward()
+                            if clip_grad_norm is not None:
+                                torch.nn.utils.clip_grad_norm_(net.parameters(), clip_grad_norm)
+                            opt.step()
+                    except RuntimeError as e:
+                        if not step_overflowed(e):  # a step the parameters' float type cannot hold
+                            raise
+                        history.status = "diverged"
+                        break
                     if callable(effective_lr):
                         history.lrs[-1] = float(effective_lr())
                     scheduler.step()
@@ -393,6 +409,7 @@ def _resume(
     scaler: torch.amp.GradScaler | None,
     epochs: int,
     clip_grad_norm: float | None,
+    schedule: str | Schedule,
 ) -> dict[str, Any]:
     """Load `path` into the run's objects after checking that it belongs to this run."""
     ck = load_checkpoint(path)
@@ -418,6 +435,18 @@ def _resume(
             f"{path}: the checkpoint was written by a run with clip_grad_norm={ck['clip_grad_norm']!r}, "
             f"this run has clip_grad_norm={clip_grad_norm!r}; resume with the same setting"
         )
+    # checked here, in fit's words (ScheduleLR's own check offers options that fit does not have)
+    saved_schedule = _saved_schedule(ck["scheduler"])
+    if saved_schedule is not None and saved_schedule != scheduler.schedule.fresh():
+        built = ""
+        if isinstance(schedule, str) and schedule in KEYWORD_SCHEDULES:
+            built = f" (schedule={schedule!r} is built from `lr` and the run's length)"
+        raise CheckpointError(
+            f"{path}: the checkpoint was written by a run with the schedule {saved_schedule}, this run "
+            f"has the schedule {scheduler.schedule.fresh()}{built}; to continue the saved run, pass its "
+            f"spec as schedule={str(saved_schedule)!r}, or start afresh with resume=False or another "
+            "`checkpoint_dir`"
+        )
     try:
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -429,3 +458,12 @@ def _resume(
     except (RuntimeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: cannot resume this run from it: {e}") from None
     return ck
+
+
+def _saved_schedule(state: dict[str, Any]) -> Schedule | None:
+    """The schedule of a checkpoint's scheduler state (as new), or None when it cannot be read
+    (then ``ScheduleLR.load_state_dict`` says why)."""
+    try:
+        return from_config(state["schedule"]).fresh()
+    except (KeyError, TypeError, AttributeError, ValueError):  # ScheduleError is a ValueError
+        return None

@@ -41,7 +41,8 @@ class History:
         momenta: its momentum (SGD's ``momentum``, or ``betas[0]`` for Adam-style optimizers);
             NaN where the optimizer has none.
         losses: the training loss of the minibatch, before the update. When the run diverged the
-            last entry is the non-finite loss that stopped it.
+            last entry is the non-finite loss that stopped it, or the loss of the step that the
+            parameters' float type could not take.
 
     Per epoch:
 
@@ -53,8 +54,8 @@ class History:
     Summary:
 
     Attributes:
-        status: ``"completed"``, ``"diverged"`` (a non-finite loss stopped the run) or
-            ``"early-stopped"``.
+        status: ``"completed"``, ``"diverged"`` (a non-finite loss stopped the run, or a step
+            too large for the parameters' float type) or ``"early-stopped"``.
         best_epoch: the epoch with the best ``val_metric`` by `mode` (None before any epoch).
         best_metric: that epoch's ``val_metric`` (NaN when none).
         final_metric: ``val_metric`` of the weights the run ends with: the last epoch's, or the
