@@ -307,6 +307,22 @@ def test_train_names_the_task_attribute_not_a_flag(
     assert res.output.strip() == message
 
 
+@pytest.mark.parametrize("command", ["find", "compare", "explain", "tune"])
+def test_every_command_names_a_task_with_bad_epochs(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    path = tmp_path / "bad_task.py"
+    path.write_text(
+        "from lrkit.tasks import LogregDigits\n\n"
+        "class Bad(LogregDigits):\n    name = 'bad'\n    epochs = 0\n\ntask = Bad()\n"
+    )
+    res = CliRunner().invoke(app, [command, f"{path}:task", "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    told = "error: task 'bad' has epochs=0; a task's `epochs` must be an int >= 1"
+    assert res.output.strip() == told + ("" if command == "find" else ", or pass --epochs")
+
+
 @pytest.mark.parametrize("args", [["--lr", "1e39"], ["--lr", "1e308", "--schedule", "onecycle"]])
 def test_train_at_an_lr_beyond_float32_reports_a_diverged_run(args: list[str], tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["train", "logreg-digits", "--epochs", "1", *args, "-o", str(tmp_path)])

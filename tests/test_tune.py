@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from lrkit.cli import app
 from lrkit.tasks import get
+from lrkit.train import load_checkpoint
 from lrkit.tune import (
     Choice,
     Float,
@@ -262,6 +263,9 @@ def test_grid_visits_every_point_once_and_refit_scores_the_saved_model(tmp_path:
     # the refit model on disk is the one scored on the test split
     ck = torch.load(tmp_path / "final.pt", weights_only=True)
     assert ck["params"] == result.best_params
+    assert ck["format"] == "lrkit.tuned-model/1"  # a model file, not a training checkpoint to resume
+    with pytest.raises(ValueError, match=r"not an lrkit training checkpoint .* got 'lrkit.tuned-model/1'"):
+        load_checkpoint(tmp_path / "final.pt")
     task = get(TASK)
     model = task.model(0)
     model.load_state_dict(ck["model"])

@@ -78,6 +78,20 @@ def task_name(ref: str | None, task: str | None, command: str, default: str | No
     return name
 
 
+def check_task_epochs(name: str, epochs: int | None) -> None:
+    """When a command runs the task `name` for the task's own epochs (`epochs` None), check them
+    first, so that a bad one is said in the command line's words (exit status 2)."""
+    if epochs is not None:
+        return
+    from lrkit.tasks import TaskError, load
+    from lrkit.tasks._base import task_epochs
+
+    try:
+        task_epochs(load(name), instead="pass --epochs")
+    except TaskError as e:
+        fail(str(e))
+
+
 def print_warning(console: Console, text: str, flags: dict[str, str] | None = None) -> None:
     """``warning: text`` in the command's words: each argument named in `flags` as its option."""
     console.print(f"[yellow]warning:[/yellow] {escape(in_flags(text, flags or {}))}")

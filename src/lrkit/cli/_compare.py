@@ -20,6 +20,7 @@ from lrkit._words import counted
 from lrkit.cli._common import (
     TaskArgument,
     TaskOption,
+    check_task_epochs,
     duration,
     fail,
     make_console,
@@ -221,6 +222,7 @@ def compare(
     from lrkit.train import compare as run_compare
 
     name = task_name(ref, task, "compare")
+    check_task_epochs(name, epochs)
     output = output_folder(output)
     specs = split_values(schedules, ";") or ["constant"]
     opts = split_values(optimizers, ",") or ["adam"]

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, output_folder, task_name
+from lrkit.cli._common import (
+    TaskArgument,
+    TaskOption,
+    check_task_epochs,
+    fail,
+    make_console,
+    output_folder,
+    task_name,
+)
 from lrkit.cli._compare import run_progress, runs_table, write_outputs
 
 
@@ -31,6 +39,7 @@ def explain(
     from lrkit.train import explain as run_explain
 
     name = task_name(ref, task, "explain")
+    check_task_epochs(name, epochs)
     output = output_folder(output)
     console = make_console()
     try:

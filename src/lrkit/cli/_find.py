@@ -80,6 +80,7 @@ def find(
     from lrkit.finder._checks import verify_steps_for
     from lrkit.finder._result import TARGET_WORDS
     from lrkit.tasks import TaskError, load
+    from lrkit.tasks._base import task_epochs
 
     torch.set_num_threads(1)
     dev = resolve_device(device)
@@ -88,9 +89,9 @@ def find(
         torch.manual_seed(seed)
         model = the_task.model(seed).to(dev)
         opt = optim.make(optimizer, model)
+        run_length = task_epochs(the_task, instead=None) * the_task.steps_per_epoch()  # verification's budget
     except (TaskError, ValueError) as e:
         fail(str(e))
-    run_length = the_task.epochs * the_task.steps_per_epoch()  # the training verification fits in
     console = make_console()
     columns: list[Any] = [TextColumn("range test"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:

@@ -15,6 +15,7 @@ from lrkit._words import counted
 from lrkit.cli._common import (
     TaskArgument,
     TaskOption,
+    check_task_epochs,
     fail,
     make_console,
     output_folder,
@@ -114,6 +115,7 @@ def tune(
 ) -> None:
     """Tune the learning rate (and friends): search, cross-validate, prune, refit, report."""
     name = task_name(ref, task, "tune")
+    check_task_epochs(name, epochs)
     output = output_folder(output)
     import torch
 

@@ -228,18 +228,19 @@ def _label(task: Task) -> str:
     return task.name or type(task).__name__
 
 
-def task_epochs(task: Task, where: str = "", instead: str = "pass `epochs`") -> int:
+def task_epochs(task: Task, where: str = "", instead: str | None = "pass `epochs`") -> int:
     """``task.epochs``, the length of a run not given one, checked.
 
     Raises:
         TaskError: it is not an int >= 1; the message begins with `where` (the caller), names
-            the task and ends with `instead`, what the caller can do instead.
+            the task and ends with `instead`, what the caller can do instead (None: nothing).
     """
     n = task.epochs
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        alternative = "" if instead is None else f", or {instead}"
         raise TaskError(
-            f"{where}task {_label(task)!r} has epochs={n!r}; a task's `epochs` must be an int >= 1, "
-            f"or {instead}"
+            f"{where}task {_label(task)!r} has epochs={n!r}; a task's `epochs` must be an int >= 1"
+            f"{alternative}"
         )
     return n
 

@@ -90,19 +90,20 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(int(x) for x in p["state"].tolist()), p["gauss_next"]))
 
 
-def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any], *, tag: str = CHECKPOINT_FORMAT) -> Path:
     """Write `checkpoint` to `path` atomically.
 
     The data goes to a temporary file in the same folder, is flushed and fsynced, and then
     replaces `path` in one `os.replace`: a crash or an error at any point leaves the previous file
-    at `path` as it was. The format tag is added.
+    at `path` as it was. The format tag is added: `CHECKPOINT_FORMAT` for a training checkpoint
+    that `load_checkpoint` reads, or another `tag` for other files written the same way.
 
     Returns:
         The path written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": CHECKPOINT_FORMAT, **checkpoint}
+    data = {**checkpoint, "format": tag}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from lrkit.tasks import Task, load
 from lrkit.tasks import names as task_names
+from lrkit.tasks._base import task_epochs
 from lrkit.train._history import History
 from lrkit.train._runs import CompareResult, Run
 from lrkit.train._schedule import KEYWORD_SCHEDULES, ScheduleFitWarning
@@ -278,7 +279,7 @@ def compare(
     specs = _check_schedules(schedules)
     opts = _check_optimizers(optimizers)
     seeds = _check_positive_int("seeds", seeds)
-    n_epochs = _check_positive_int("epochs", the_task.epochs if epochs is None else epochs)
+    n_epochs = _check_positive_int("epochs", task_epochs(the_task) if epochs is None else epochs)
     if workers is not None:
         workers = _check_positive_int("workers", workers)
     lr_choice = _check_lrs(lrs)

@@ -9,6 +9,7 @@ import numpy as np
 
 from lrkit._words import counted
 from lrkit.tasks import Task
+from lrkit.tasks._base import task_epochs
 from lrkit.train._compare import (
     Progress,
     _check_optimizers,
@@ -60,7 +61,7 @@ def explain(
     start = time.perf_counter()
     ref, the_task = _task_ref(task)
     (opt,) = _check_optimizers([optimizer])
-    n_epochs = _check_positive_int("epochs", the_task.epochs if epochs is None else epochs)
+    n_epochs = _check_positive_int("epochs", task_epochs(the_task) if epochs is None else epochs)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"`seed` must be an int >= 0, got seed={seed!r}")
     if workers is not None:

@@ -6,6 +6,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from lrkit.tasks import Task
+from lrkit.tasks._base import task_epochs
 
 if TYPE_CHECKING:
     from lrkit.finder import FinderResult
@@ -35,7 +36,7 @@ def range_test(
     from lrkit.finder import find_lr
     from lrkit.finder._checks import verify_steps_for
 
-    n = task.epochs if epochs is None else epochs
+    n = task_epochs(task, "range_test: ") if epochs is None else epochs
     total = n * task.steps_per_epoch()
     torch.manual_seed(seed)
     model = task.model(seed)

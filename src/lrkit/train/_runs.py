@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from lrkit.tasks import Task
+from lrkit.tasks._base import task_epochs
 from lrkit.train._history import History
 
 __all__ = ["CompareResult", "Run", "format_metric"]
@@ -222,7 +223,7 @@ class CompareResult:
             task=task.name or type(task).__name__,
             metric=task.metric,
             mode=task.mode,
-            epochs=task.epochs if epochs is None else epochs,
+            epochs=task_epochs(task) if epochs is None else epochs,
             steps_per_epoch=task.steps_per_epoch(),
             runs=list(runs.values()),
             seconds=float(sum(h.seconds for h in histories)),

@@ -12,6 +12,7 @@ from typing import Any
 
 from lrkit._checks import writable_folder
 from lrkit.tasks import Task, TaskData, load
+from lrkit.tasks._base import task_epochs
 from lrkit.train._compare import _warm_up
 from lrkit.tune._folds import SplitTask, pooled
 from lrkit.tune._result import TuneResult, from_study
@@ -75,6 +76,13 @@ def _check_first(first: Mapping[str, Any], space: Mapping[str, Param]) -> None:
             raise ValueError(f"`first` gives {name}={value!r}, outside its search space {param.to_config()}")
 
 
+#: Identifies the refit model file (``final.pt``): a dict of the model's state dict (``model``),
+#: the parameters (``params``), the study's settings (``plan``) and the refit's history
+#: (``history``), read with ``torch.load(path, weights_only=True)``. It is not a training
+#: checkpoint to resume from.
+MODEL_FORMAT = "lrkit.tuned-model/1"
+
+
 def _refit(
     task: Task, plan: Plan, params: Mapping[str, Any], directory: Path | None
 ) -> tuple[float, float, str | None]:
@@ -121,6 +129,7 @@ def _refit(
                 "plan": describe(plan),
                 "history": history.to_dict(),
             },
+            tag=MODEL_FORMAT,
         )
     return history.test_metric, time.perf_counter() - start, None if path is None else str(path)
 
@@ -247,7 +256,7 @@ def _tune(
     if study is not None and (not isinstance(study, str) or not study.strip()):
         raise ValueError(f"`study` must be a non-empty name or None, got study={study!r}")
     the_task = load(task)
-    n_epochs = the_task.epochs if epochs is None else epochs
+    n_epochs = task_epochs(the_task) if epochs is None else epochs
     directory = None if out is None else writable_folder(out, "out", make=False)
     url = storage
     if url is None and study is not None:
