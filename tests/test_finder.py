@@ -267,6 +267,9 @@ def test_suggestions_are_sane_on_a_learnable_problem() -> None:
     assert isinstance(peak.schedule(steps=1000), OneCycle)
     assert r.schedule().lr == r.suggestion  # constant
     assert isinstance(r.schedule("cyclic", steps=800), Cyclic)
+    for bad in (-5, 0, 2.5, True):
+        with pytest.raises(ValueError, match=rf"`steps` must be an integer >= 1 .*got steps={bad}"):
+            r.schedule("cyclic", steps=bad)
     with pytest.raises(ValueError, match="needs `steps`"):
         r.schedule("onecycle")
 
@@ -571,12 +574,88 @@ def test_a_diverged_loss_does_not_leak_into_the_smoothed_curve() -> None:
         ({"clip_grad_norm": math.inf}, "`clip_grad_norm` must be a finite number > 0 or None"),
         ({"clip_grad_norm": True}, "`clip_grad_norm` must be a finite number > 0 or None"),
         ({"clip_grad_norm": "1"}, "`clip_grad_norm` must be a finite number > 0 or None"),
+        ({"start_lr": True}, "`start_lr` must be a finite number > 0, got start_lr=True"),
+        ({"diverge": "a"}, "`diverge` must be a number in (0, 10], got diverge='a'"),
+        ({"seed": 1.5}, "`seed` must be an integer >= 0, got seed=1.5"),
+        ({"smooth_width": math.nan}, "`smooth_width` must be a number in (0, 1]"),
+        ({"smooth_width": 0}, "`smooth_width` must be a number in (0, 1]"),
+        ({"amp": None}, "`amp` must be True, False or a floating-point torch.dtype, got amp=None"),
+        ({"amp": "no"}, "`amp` must be True, False or a floating-point torch.dtype, got amp='no'"),
+        ({"amp": torch.int8}, "`amp` must be True, False or a floating-point torch.dtype"),
+        ({"verify": "yes"}, "`verify` must be None, True or False, got verify='yes'"),
+        ({"on_step": 5}, "`on_step` must be None or a function"),
     ],
 )
 def test_bad_arguments(kwargs: dict, message: str) -> None:
     model = _model()
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    before = _state(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)")):
         find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, _batches(), **kwargs)
+    assert _same(_state(model, torch.optim.SGD(model.parameters(), lr=0.1)), before)  # nothing trained
+
+
+def test_a_frozen_first_param_group_does_not_hide_the_sweep() -> None:
+    """A group with lr=0 (a frozen backbone) first in the optimizer: the sweep still records its
+    LRs, and reads the same curve as with the groups the other way round."""
+    results = []
+    for first_frozen in (True, False):
+        model = _model()
+        groups = [{"params": model[0].parameters(), "lr": 0.0}, {"params": model[2].parameters()}]
+        opt = torch.optim.SGD(groups if first_frozen else groups[::-1], lr=0.1)
+        results.append(find_lr(model, opt, F.cross_entropy, _batches(), steps=40))
+        assert [g["lr"] for g in opt.param_groups] == ([0.0, 0.1] if first_frozen else [0.1, 0.0])
+    frozen, other = results
+    assert frozen.lrs == other.lrs and frozen.lrs[0] == 1e-7
+    assert frozen.losses == other.losses and frozen.suggestion == other.suggestion
+    assert frozen.status == other.status != "flat"
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_dict_inputs_are_verified_together_and_alone_alike(vectorize: bool) -> None:
+    x, y = _data()
+    batches = [({"x": x[i : i + 32]}, y[i : i + 32]) for i in range(0, 512, 32)]
+    val = [({"x": x[:128]}, y[:128])]
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = _model()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)
+
+    torch.manual_seed(0)
+    model = Net()
+    r = find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, batches,
+                val_loader=val, train_steps=200, vectorize=vectorize)  # fmt: skip
+    assert r.verification is not None and r.verification.vectorized is vectorize
+    same = _model()  # the same initial weights as the wrapped one
+    plain = find_lr(same, torch.optim.SGD(same.parameters(), lr=0.1), F.cross_entropy,
+                    [(b["x"], t) for b, t in batches], val_loader=[(x[:128], y[:128])], train_steps=200,
+                    vectorize=vectorize)  # fmt: skip
+    assert plain.verification is not None
+    np.testing.assert_allclose(r.verification.scores, plain.verification.scores, rtol=1e-5)
+    assert r.suggestion == plain.suggestion
+
+
+@pytest.mark.parametrize("snapshot", ["cpu", "disk"])
+def test_a_buffer_left_out_of_the_state_dict_comes_back(snapshot: str, tmp_path: Path) -> None:
+    class Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = _model()
+            self.register_buffer("seen", torch.zeros(()), persistent=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.training:
+                self.seen = self.seen + len(x)  # a new tensor each step, not an in-place update
+            return self.body(x)
+
+    model = Counting()
+    seen = model.seen
+    find_lr(model, torch.optim.SGD(model.parameters(), lr=0.1), F.cross_entropy, _batches(),
+            val_loader=_batches()[:4], train_steps=200, snapshot=snapshot, snapshot_dir=tmp_path)  # fmt: skip
+    assert model.seen is seen and float(seen) == 0.0
 
 
 def test_bad_inputs_name_the_problem() -> None:

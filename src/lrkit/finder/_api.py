@@ -124,6 +124,11 @@ def find_lr(
     Args:
         model, optimizer: what to test; the optimizer's own LR is ignored during the sweep
             (param groups keep their ratios to its default LR).
+        start_lr, end_lr: the sweep's first and last LR (finite, ``0 < start_lr < end_lr``).
+        steps: optimizer steps of the sweep, >= 20 (it stops earlier when the loss diverges).
+        mode: ``"exp"`` (the LR grows geometrically) or ``"linear"``.
+        target: the schedule the suggestion is for: ``"constant"`` or ``"onecycle"`` (its peak).
+        seed: seeds torch's RNG for the (first) sweep and for verification, >= 0.
         loss_fn: ``loss_fn(model(inputs), target)`` for ``(inputs, target)`` batches; may be None
             when `step_fn` is given.
         train_loader: any re-iterable of batches; it is restarted when exhausted (an iterator,
@@ -167,7 +172,12 @@ def find_lr(
             hold `candidates` copies of the parameters, gradients and optimizer state on the
             model's device, and fall back to one after the other if those do not fit. False
             trains them one after the other from the start, with no extra memory on the device.
-        diverge: fraction of the progress lost that counts as divergence.
+        diverge: fraction of the progress lost that counts as divergence, in (0, 10].
+        smooth_width: the standard deviation of the smoothing kernel, as a fraction of the
+            curve's points, in (0, 1] (at least one point).
+        snapshot, snapshot_dir: where the state to restore is kept: ``"cpu"`` (memory) or
+            ``"disk"`` (a temporary file in `snapshot_dir`, default the system's temporary folder).
+        on_step: called as ``on_step(done, total)`` after each sweep step (a progress bar).
 
     Returns:
         A `FinderResult`.
@@ -192,6 +202,11 @@ def find_lr(
         diverge,
         scheduler,
         scaler,
+        amp=amp,
+        seed=seed,
+        smooth_width=smooth_width,
+        verify=verify,
+        on_step=on_step,
     )
     if snapshot not in ("cpu", "disk"):
         raise ValueError(f"`snapshot` must be 'cpu' or 'disk', got snapshot={snapshot!r}")

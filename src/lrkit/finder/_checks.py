@@ -29,6 +29,12 @@ def check_inputs(
     diverge: float,
     scheduler: Any = None,
     scaler: Any = None,
+    *,
+    amp: Any = False,
+    seed: Any = 0,
+    smooth_width: Any = 0.05,
+    verify: Any = None,
+    on_step: Any = None,
 ) -> None:
     """Raise `TypeError` or `ValueError` for the first of `find_lr`'s arguments that cannot
     serve, before anything trains or is saved."""
@@ -71,7 +77,7 @@ def check_inputs(
     if not any(id(p) in in_opt for p in trainable):
         raise ValueError("`optimizer` holds none of the model's trainable parameters")
     for name, v in (("start_lr", start_lr), ("end_lr", end_lr)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+        if not (_number(v) and math.isfinite(v) and v > 0):
             raise ValueError(f"`{name}` must be a finite number > 0, got {name}={v!r}")
     if start_lr >= end_lr:
         raise ValueError(f"`start_lr` must be < `end_lr`, got start_lr={start_lr!r}, end_lr={end_lr!r}")
@@ -87,8 +93,26 @@ def check_inputs(
         raise ValueError(f"`accumulation` must be an integer >= 1, got accumulation={accumulation!r}")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"`seeds` must be an integer >= 1, got seeds={seeds!r}")
-    if not (0 < diverge <= 10):
-        raise ValueError(f"`diverge` must be in (0, 10], got diverge={diverge!r}")
+    if not (_number(diverge) and 0 < diverge <= 10):
+        raise ValueError(f"`diverge` must be a number in (0, 10], got diverge={diverge!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`seed` must be an integer >= 0, got seed={seed!r}")
+    if not (_number(smooth_width) and 0 < smooth_width <= 1):
+        raise ValueError(
+            f"`smooth_width` must be a number in (0, 1] (the smoothing kernel's width as a fraction of "
+            f"the curve), got smooth_width={smooth_width!r}"
+        )
+    if not (isinstance(amp, bool) or (isinstance(amp, torch.dtype) and amp.is_floating_point)):
+        raise ValueError(f"`amp` must be True, False or a floating-point torch.dtype, got amp={amp!r}")
+    if verify is not None and not isinstance(verify, bool):
+        raise ValueError(f"`verify` must be None, True or False, got verify={verify!r}")
+    if on_step is not None and not callable(on_step):
+        raise TypeError(f"`on_step` must be None or a function (done, total), got {type(on_step).__name__}")
+
+
+def _number(v: Any) -> bool:
+    """A real number (bool is not one here)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:

@@ -136,6 +136,10 @@ class FinderResult:
             raise ValueError(
                 f"the range test found no usable LR (status={self.status!r}); no schedule to build"
             )
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(
+                f"`steps` must be an integer >= 1 (the training length) or None, got steps={steps!r}"
+            )
         kind = self.target if kind == "auto" else kind
         if kind == "cyclic":
             lo, hi = self.interval
@@ -164,7 +168,9 @@ class FinderResult:
 
     # -- serialization --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (non-finite numbers become None)."""
+        """Plain JSON-able data (non-finite numbers become None, which `from_dict` reads back as
+        NaN, or as inf for a candidate's score: a diverged sweep's last loss or a diverged
+        candidate's standard error, inf here, comes back as NaN)."""
         d = asdict(self)
         d["format"] = FORMAT
         return _json_safe(d)

@@ -98,8 +98,17 @@ class Snapshot:
         self._extra = list(
             {id(p): p for g in optimizer.param_groups for p in g["params"] if id(p) not in own}.values()
         )
+        model_state = model.state_dict()
+        # buffers registered with persistent=False are not in the state dict: kept by module
+        self._transient = [
+            (module, name, buf)
+            for module in model.modules()
+            for name, buf in module._buffers.items()
+            if buf is not None and name in module._non_persistent_buffers_set
+        ]
         state: dict[str, Any] = {
-            "model": _to_cpu(model.state_dict()),
+            "model": _to_cpu(model_state),
+            "transient": [buf.detach().to("cpu", copy=True) for _, _, buf in self._transient],
             "grads": [_grad_copy(p) for p in model.parameters()],
             "extra": [p.detach().to("cpu", copy=True) for p in self._extra],
             "extra_grads": [_grad_copy(p) for p in self._extra],
@@ -136,6 +145,9 @@ class Snapshot:
         state = self._load()
         with torch.no_grad():
             self.model.load_state_dict(state["model"])
+            for (module, name, buf), value in zip(self._transient, state["transient"], strict=True):
+                buf.copy_(value)
+                module._buffers[name] = buf  # the same object, also where the run replaced it
             for p, value in zip(self._extra, state["extra"], strict=True):
                 p.copy_(value)
             params = [*self.model.parameters(), *self._extra]

@@ -268,7 +268,6 @@ def run_steps(
     clipped = [p for g in optimizer.param_groups for p in g["params"]] if clip is not None else []
     train_modes(model)()
     sched = ScheduleLR(optimizer, schedule)
-    ref_scale = sched.state_dict()["scales"][0] or 1.0
     lrs: list[float] = []
     losses: list[float] = []
     skipped = 0
@@ -276,7 +275,9 @@ def run_steps(
     try:
         optimizer.zero_grad(set_to_none=True)
         while len(losses) < steps:
-            lr = float(optimizer.param_groups[0]["lr"]) / ref_scale
+            # the schedule's LR (each group trains at it times its scale; the first group's
+            # scale may be 0, a frozen part of the model)
+            lr = float(schedule(sched.last_epoch))
             total = 0.0
             for _ in range(accumulation):
                 batch = batches.next()

@@ -185,6 +185,9 @@ def verify_stacked(
     opt = StackedOptimizer(optimizer, params, list(candidates), groups=groups, scales=group_scales(optimizer))
 
     def call(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: Any) -> Any:
+        # the inputs as the model takes them one candidate at a time (`_forward`)
+        if isinstance(x, dict):
+            return functional_call(model, ({**p, **frozen}, b), (), x)
         args = (x,) if isinstance(x, torch.Tensor) else tuple(x)
         return functional_call(model, ({**p, **frozen}, b), args)
 
@@ -216,7 +219,9 @@ def verify_stacked(
             grads = _grads(losses, leaves)
         except BaseException as e:  # torch's settings go back whatever happened, an interrupt too
             attempt.close()
-            if not isinstance(e, (RuntimeError, NotImplementedError)):  # OutOfMemoryError is a RuntimeError
+            # OutOfMemoryError is a RuntimeError; a model that checks its inputs' types may see
+            # vmap's batched tensors as something else (TypeError): one after the other then says
+            if not isinstance(e, (RuntimeError, NotImplementedError, TypeError)):
                 raise
             if math_backend:
                 raise Unbatchable(f"the candidates cannot be trained together under vmap: {e}") from e
