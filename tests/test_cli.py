@@ -340,3 +340,19 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_the_work(
     res = CliRunner().invoke(app, [command, "mlp-digits", "-o", str(blocker / "out")])
     assert res.exit_code == 1, res.output
     assert res.output.startswith("error: --output must be a folder lrkit can write to, got --output=")
+
+
+@pytest.mark.parametrize(
+    ("command", "optimizer"), [("find", "dog"), ("explain", "dog"), ("explain", "prodigy")]
+)
+def test_find_and_explain_refuse_a_learning_rate_free_optimizer_in_the_command_lines_words(
+    command: str, optimizer: str, tmp_path: Path
+) -> None:
+    args = [command, "logreg-digits", "--optimizer", optimizer, "-o", str(tmp_path / "out")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    (line,) = res.output.strip().splitlines()
+    assert line.startswith(f"error: lrkit {command} cannot use --optimizer {optimizer}: "), line
+    assert f"lrkit tune --optimizer {optimizer}" in line and "range test" in line
+    assert "`" not in line and "lrkit.tune" not in line and "lr=" not in line
+    assert not (tmp_path / "out").exists()

@@ -14,7 +14,7 @@ from lrkit.cli import app
 from lrkit.cli._compare import spread_values
 from lrkit.plot import plot_training
 from lrkit.report import write_report
-from lrkit.train import CompareResult, History, compare, explain
+from lrkit.train import CompareResult, History, Run, compare, explain
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TASK = "logreg-digits"
@@ -275,3 +275,36 @@ def test_compare_checks_each_schedule_against_the_runs_once() -> None:
     assert len(result.histories()) == 4
     with pytest.raises(ValueError, match="with after='error', but the run has"):
         compare(TASK, ['horizon(cosine(0.05, steps=20), steps=20, after="error")'], ["momentum"], epochs=1)
+
+
+def _history(optimizer: str, lr: float, diverged: bool) -> History:
+    h = History(task=TASK, optimizer=optimizer, schedule="constant", seed=0)
+    h.lrs = [lr] * 6
+    if diverged:  # in its first epoch: a loss and an LR for each step, and no epoch (no metric)
+        h.losses, h.status = [2.3, 40.0, math.inf], "diverged"
+        h.lrs = h.lrs[:3]
+        return h
+    h.losses = [2.3, 2.0, 1.8, 1.6, 1.5, 1.4]
+    for e in range(2):
+        h.add_epoch(train_loss=2.0 - e, val_loss=1.9 - e, val_metric=0.5 + e / 10, lr=lr, seconds=0.1)
+    return h
+
+
+def _legend_labels(fig: object) -> list[str]:
+    """The labels of every legend of the figure (its own and its panels')."""
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes)]  # type: ignore[attr-defined]
+    return [t.get_text() for lg in legends if lg is not None for t in lg.get_texts()]
+
+
+@pytest.mark.parametrize("diverged", [(False, True), (True, True)])
+def test_training_curves_name_every_run_in_the_legend_even_one_that_diverged_at_once(
+    diverged: tuple[bool, bool],
+) -> None:
+    runs = [
+        Run(f"momentum, constant, lr={lr:g}", "momentum", "constant", lr, [_history("momentum", lr, d)])
+        for lr, d in zip((0.05, 1000.0), diverged, strict=True)
+    ]
+    result = CompareResult(task=TASK, metric="accuracy", mode="max", epochs=2, steps_per_epoch=3, runs=runs)
+    labels = _legend_labels(plot_training(result))
+    for run in runs:
+        assert labels.count(run.label) == 1, labels

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from lrkit import find_lr
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import KFAC, KFACPreconditioner
 from lrkit.optim._kfac_optimizer import sgd_step
@@ -316,3 +317,118 @@ def test_a_deep_copy_of_model_and_optimizer_trains_like_the_original() -> None:
     assert opt2.effective_lr() == opt.effective_lr()
     # the copy trains its own model: the original's parameters are not the copy's
     assert all(p is not q for p, q in zip(model.parameters(), model2.parameters(), strict=True))
+
+
+def _natural(a: torch.Tensor, g: torch.Tensor, d: torch.Tensor, damping: float) -> torch.Tensor:
+    """``(A (x) G + damping I)^-1 vec(D)`` for an ``out x in`` matrix `D`, solved explicitly."""
+    n = a.shape[0] * g.shape[0]
+    vec = d.T.reshape(-1)  # columns stacked: (A (x) G) vec(D) = vec(G D A)
+    v = torch.linalg.solve(torch.kron(a, g) + damping * torch.eye(n, dtype=d.dtype), vec)
+    return v.reshape(a.shape[0], g.shape[0]).T
+
+
+def test_a_frozen_bias_is_left_out_and_a_bias_trained_alone_is_preconditioned() -> None:
+    torch.manual_seed(9)
+    damping = 0.05
+    x = torch.randn(6, 4, dtype=torch.float64)
+    for frozen in ("bias", "weight"):
+        model = nn.Linear(4, 3).double()
+        getattr(model, frozen).requires_grad_(False)
+        trained = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(trained, lr=0.1)  # holds the trained parameter only (BitFit)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            precond = KFACPreconditioner(model, opt, damping=damping, kl_clip=1e3)
+        assert list(precond.layers) == [""] and precond.skipped == []
+        out = model(x)
+        out.retain_grad()
+        out.sin().mean().backward()
+        g = out.grad * len(x)  # each example's own output gradient
+        (param,) = trained
+        plain = param.grad.clone()
+        precond.step()
+        if frozen == "bias":  # the weight alone: no column of ones in the input factor
+            a, d = x.T @ x / len(x), plain
+            got = model.weight.grad
+        else:  # the bias alone: its input is the constant 1, so A = [[1]]
+            a, d = torch.ones(1, 1, dtype=torch.float64), plain[:, None]
+            got = model.bias.grad[:, None]
+        torch.testing.assert_close(precond.layers[""].factors["A"], a)
+        expected = _natural(a, g.T @ g / len(x), d, damping)
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+        assert not torch.allclose(got, d)
+        assert getattr(model, frozen).grad is None
+
+
+def test_a_layer_called_twice_with_different_batch_sizes_gets_the_mean_of_its_calls() -> None:
+    cases = [
+        (lambda: nn.Linear(4, 2), (8, 4), (2, 4)),
+        (lambda: nn.Conv2d(2, 3, 3, padding=1), (5, 2, 4, 4), (2, 2, 4, 4)),
+    ]
+    for build, shape_a, shape_b in cases:
+        torch.manual_seed(10)
+        shared = build().double()
+        a, b = torch.randn(*shape_a, dtype=torch.float64), torch.randn(*shape_b, dtype=torch.float64)
+        first, second = copy.deepcopy(shared), copy.deepcopy(shared)
+        ps, p1, p2 = KFACPreconditioner(shared), KFACPreconditioner(first), KFACPreconditioner(second)
+        (shared(a).tanh().mean() + shared(b).tanh().mean()).backward()
+        (first(a).tanh().mean() + second(b).tanh().mean()).backward()
+        for p in (ps, p1, p2):
+            p.step()
+        for k in ("A", "G"):
+            separate = (p1.layers[""].factors[k] + p2.layers[""].factors[k]) / 2
+            torch.testing.assert_close(ps.layers[""].factors[k], separate)
+    # the case of the report: two calls of a mean loss each give G = 1, and so does their mean
+    layer = nn.Linear(4, 1)
+    precond = KFACPreconditioner(layer)
+    (layer(torch.randn(8, 4)).mean() + layer(torch.randn(2, 4)).mean()).backward()
+    precond.step()
+    assert precond.layers[""].factors["G"].item() == pytest.approx(1.0)
+
+
+def test_a_layer_called_with_a_keyword_input_is_recorded() -> None:
+    torch.manual_seed(12)
+    x = torch.randn(5, 4)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1))
+    other = copy.deepcopy(model)
+    by_keyword, by_position = KFACPreconditioner(model), KFACPreconditioner(other)
+    model[2](input=model[1](model[0](input=x))).pow(2).mean().backward()
+    other(x).pow(2).mean().backward()
+    by_keyword.step()
+    by_position.step()
+    for name in ("0", "2"):
+        for k in ("A", "G"):
+            torch.testing.assert_close(
+                by_keyword.layers[name].factors[k], by_position.layers[name].factors[k]
+            )
+    torch.testing.assert_close(model[0].weight.grad, other[0].weight.grad)
+
+
+def test_effective_lr_comes_back_with_the_state_dict() -> None:
+    torch.manual_seed(13)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = KFAC(model, lr=0.5)
+
+    def run(steps: range) -> None:
+        for s in steps:
+            g = torch.Generator().manual_seed(s)
+            opt.zero_grad()
+            model(torch.randn(16, 4, generator=g)).pow(2).mean().backward()
+            opt.step()
+
+    run(range(3))
+    before = opt.effective_lr()
+    assert math.isfinite(before)
+    saved = copy.deepcopy(opt.state_dict())
+    opt.param_groups[0]["lr"] = 5.0
+    run(range(3, 6))
+    assert opt.effective_lr() != before
+    opt.load_state_dict(copy.deepcopy(saved))
+    assert opt.effective_lr() == before
+    assert isinstance(saved["last_step"], float)  # plain data
+    # the LR range test restores the optimizer from its state dict, and with it the effective LR
+    loader = [(torch.randn(16, 4), torch.randn(16, 2)) for _ in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the rules' disagreement on a tiny task
+        find_lr(model, opt, nn.functional.mse_loss, loader, steps=20)
+    assert opt.effective_lr() == before

@@ -17,6 +17,7 @@ from lrkit.cli._common import (
     task_name,
 )
 from lrkit.cli._compare import run_progress, runs_table, write_outputs
+from lrkit.cli._find import refuse_learning_rate_free
 
 
 def explain(
@@ -39,6 +40,7 @@ def explain(
     from lrkit.train import explain as run_explain
 
     name = task_name(ref, task, "explain")
+    refuse_learning_rate_free(optimizer, "explain")
     check_task_epochs(name, epochs)
     output = output_folder(output)
     console = make_console()

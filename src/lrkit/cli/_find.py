@@ -72,6 +72,7 @@ def find(
 ) -> None:
     """Run the LR range test on a task: a table of every rule's suggestion, the curve as PNG, JSON."""
     name = task_name(ref, task, "find")
+    refuse_learning_rate_free(optimizer, "find")
     output = output_folder(output)
     import torch
 
@@ -169,6 +170,30 @@ def find(
     except OSError as e:
         fail(f"cannot write to {output}: {e}", code=1)
     console.print(f"wrote {png} and {js}")
+
+
+def refuse_learning_rate_free(optimizer: str, command: str) -> None:
+    """Exit status 2 when `optimizer` is learning-rate-free (dog, ldog, prodigy), said in the
+    command line's words: `lrkit find` and `lrkit explain` rest on the LR range test, which cannot
+    read an LR that only multiplies the step the optimizer sets itself. An unknown name is left to
+    the command's own error (which lists the valid ones)."""
+    from lrkit import optim
+
+    try:
+        spec = optim.get(optimizer)
+    except ValueError:
+        return
+    if not spec.learning_rate_free:
+        return
+    what = "it is the LR range test" if command == "find" else "it trains at the LR range test's suggestion"
+    fail(
+        f"lrkit {command} cannot use --optimizer {optimizer}: {what}, and {optimizer} sets its own step "
+        f"size: its LR only multiplies that step (default {spec.default_lr!r}), and a range test over the "
+        "multiplier misleads (a sweep from tiny multipliers keeps the step it estimates tiny, and the "
+        f"suggestion may not train at all); train it at its default (lrkit train --optimizer {optimizer}), "
+        f"or compare a few multipliers around 1 with lrkit compare --optimizers {optimizer} --lrs 0.5 1 2 "
+        f"or lrkit tune --optimizer {optimizer}"
+    )
 
 
 def _candidates(v: Any) -> Table:

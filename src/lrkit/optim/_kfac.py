@@ -57,29 +57,57 @@ def _wide(x: Tensor) -> Tensor:
 
 @dataclass
 class _Layer:
-    """One preconditioned layer: what the hooks captured this step, and its factors."""
+    """One preconditioned layer: what the hooks captured this step, and its factors.
+
+    `weight` and `bias` are the trained ones (None when absent or frozen; at least one is set):
+    the layer's K-FAC block is the Fisher block of its trained parameters only.
+    """
 
     name: str
     module: nn.Module
-    weight: Tensor
+    weight: Tensor | None
     bias: Tensor | None
     inputs: list[Tensor] = field(default_factory=list)
-    grads: list[Tensor] = field(default_factory=list)
+    #: The output gradient of each call, by the call's index in `inputs` (None until it arrives).
+    grads: list[Tensor | None] = field(default_factory=list)
     factors: dict[str, Tensor | None] = field(default_factory=lambda: dict.fromkeys(_FACTORS))
 
+    @property
+    def param(self) -> Tensor:
+        """The weight, or the bias when it is trained alone: its device and param group are the layer's."""
+        p = self.weight if self.weight is not None else self.bias
+        assert p is not None  # internal invariant: a layer has a trained parameter
+        return p
+
+    @property
+    def recorded(self) -> bool:
+        """Whether every call of this step has its input and its output gradient."""
+        return bool(self.inputs) and all(g is not None for g in self.grads)
+
     def batch_factors(self) -> tuple[Tensor, Tensor]:
-        """Factors of this step's minibatch, averaged over the module's calls."""
-        m, bias = self.module, self.bias is not None
+        """Factors of this step's minibatch, averaged over the module's calls.
+
+        A bias trained alone has the constant input 1: its `A` is ``[[1]]``.
+        """
+        m = self.module
         sum_a: Tensor | None = None
         sum_g: Tensor | None = None
         for x, g in zip(self.inputs, self.grads, strict=True):
+            if g is None:
+                raise RuntimeError(f"KFAC: layer {self.name!r} has a call without its output gradient")
             if isinstance(m, nn.Embedding):
                 a_f, g_f = km.embedding_factors(x, g, num=m.num_embeddings, batch_size=x.shape[0])
-            elif isinstance(m, nn.Conv2d):
-                patches = km.conv2d_patches(x, m)
-                a_f, g_f = km.linear_factors(patches, g.movedim(1, -1), bias=bias, batch_size=len(x))
             else:
-                a_f, g_f = km.linear_factors(x, g, bias=bias, batch_size=x.shape[0] if x.ndim > 1 else 1)
+                if isinstance(m, nn.Conv2d):
+                    g, n = g.movedim(1, -1), len(x)
+                else:
+                    n = x.shape[0] if x.ndim > 1 else 1
+                if self.weight is None:  # one row of the constant input per row of output gradients
+                    a = g.new_ones(g[..., 0].numel(), 1)
+                else:
+                    a = km.conv2d_patches(x, m) if isinstance(m, nn.Conv2d) else x
+                homogeneous = self.weight is not None and self.bias is not None
+                a_f, g_f = km.linear_factors(a, g, bias=homogeneous, batch_size=n)
             sum_a = a_f if sum_a is None else sum_a + a_f
             sum_g = g_f if sum_g is None else sum_g + g_f
         if sum_a is None or sum_g is None:
@@ -88,18 +116,25 @@ class _Layer:
         return sum_a / n, sum_g / n
 
     def gradient(self) -> Tensor | None:
-        """The layer's gradient as one matrix (``out x in``, the bias as the last column)."""
-        w = self.weight.grad
+        """The gradient of the layer's trained parameters as one matrix (``out x in``, the bias as
+        the last column; a bias trained alone is the one column); None while one of them has none."""
+        w = None if self.weight is None else self.weight.grad
         b = None if self.bias is None else self.bias.grad
-        if w is None or (self.bias is not None and b is None):
+        if (self.weight is not None and w is None) or (self.bias is not None and b is None):
             return None
+        if w is None:
+            return None if b is None else b[:, None]
         if isinstance(self.module, nn.Embedding):
             return w
         d = w.reshape(w.shape[0], -1)
         return d if b is None else torch.cat([d, b[:, None]], dim=1)
 
     def write(self, v: Tensor) -> None:
-        """Store the preconditioned matrix `v` back into the parameters' gradients."""
+        """Store the preconditioned matrix `v` back into the trained parameters' gradients."""
+        if self.weight is None:
+            if self.bias is not None and self.bias.grad is not None:
+                self.bias.grad.copy_(v[:, 0])
+            return
         w = self.weight.grad
         if w is None:
             return
@@ -122,6 +157,13 @@ class KFACPreconditioner:
     ``F <- decay F + (1 - decay) F_batch``. Other layers that hold parameters (BatchNorm, LSTM,
     ...) keep their plain gradient; a warning names them once, when the preconditioner is built.
 
+    The block is that of the parameters trained (``requires_grad``) when the preconditioner is
+    built: a frozen bias is left out (`A` has no column of ones, and the weight is preconditioned
+    alone), and a bias trained alone under a frozen weight (BitFit) has the constant input 1, so
+    ``A = [[1]]`` and its direction is ``(G + damping I)^-1 g``. A layer called several times in
+    one forward pass (shared weights) gets the mean of its calls' factors, each call's input
+    paired with that call's own output gradient.
+
     Module hooks record the layers' inputs and output gradients only on the steps whose factors
     are updated (in training mode, with gradients enabled), so the other steps cost one product
     per layer and nothing else.
@@ -129,8 +171,9 @@ class KFACPreconditioner:
     Args:
         model: the module whose layers to precondition.
         optimizer: the optimizer that steps after this; KL clipping reads the LR of the param
-            group that holds each layer's weight, so a scheduled LR needs no second copy. Layers
-            whose weight it does not hold are left alone. Needed when `kl_clip` is set.
+            group that holds each layer's weight (its bias, when that is trained alone), so a
+            scheduled LR needs no second copy. Layers whose weight (or lone bias) it does not hold
+            are left alone. Needed when `kl_clip` is set.
         damping: `lambda` > 0, added to the eigenvalues of ``A (x) G``. The default, 0.1, is
             relative to inputs of unit variance; on lrkit's built-in tasks (seed 0) 1e-3, a common
             default elsewhere, trained worse on 5 of 6 tasks with minibatches of 32 to 64.
@@ -195,18 +238,26 @@ class KFACPreconditioner:
             own = [p for p in module.parameters(recurse=False) if p.requires_grad]
             if not own or (held is not None and not any(id(p) in held for p in own)):
                 continue
-            weight = getattr(module, "weight", None)
-            if held is not None and isinstance(weight, Tensor) and id(weight) not in held:
-                self.skipped.append((name, "its weight is not in the optimizer"))
+            weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+            # the trained ones: a frozen parameter is no part of the layer's block
+            weight = weight if isinstance(weight, Tensor) and weight.requires_grad else None
+            bias = bias if isinstance(bias, Tensor) and bias.requires_grad else None
+            first = weight if weight is not None else bias
+            if held is not None and first is not None and id(first) not in held:
+                self.skipped.append(
+                    (name, f"its {'weight' if first is weight else 'bias'} is not in the optimizer")
+                )
                 continue
             why = _why_not(module)
+            if why is None and first is None:  # a subclass's own parameter is trained
+                why = "its weight and bias are frozen"
             if why is not None:
                 self.skipped.append((name, why))
                 continue
-            bias = getattr(module, "bias", None)
-            layer = _Layer(name, module, module.weight, bias if isinstance(bias, Tensor) else None)
+            layer = _Layer(name, module, weight, bias)
             self.layers[name] = layer
-            self._hooks.append(module.register_forward_hook(functools.partial(self._capture, layer)))
+            hook = functools.partial(self._capture, layer)
+            self._hooks.append(module.register_forward_hook(hook, with_kwargs=True))
         #: Calls of `step` so far.
         self.steps = 0
         self.next_factor = 0
@@ -227,20 +278,32 @@ class KFACPreconditioner:
         """Whether the hooks record the current step (its factors are due)."""
         return self.steps >= self.next_factor
 
-    def _capture(self, layer: _Layer, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+    def _capture(
+        self, layer: _Layer, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
+        """Forward hook: record the call's input, and its output gradient when backward reaches it.
+
+        Each call's gradient is stored at the call's own index: backward meets the calls in its own
+        order (the reverse of the forward, for calls in sequence), not in the order they were made.
+        """
         if not (module.training and torch.is_grad_enabled() and self.collecting):
             return
         if not isinstance(output, Tensor) or not output.requires_grad:
             return
-        x = _wide(args[0].detach())
+        x = args[0] if args else kwargs.get("input")  # Linear, Conv2d and Embedding name it `input`
+        if not isinstance(x, Tensor):
+            return
+        x = _wide(x.detach())
         if isinstance(module, nn.Conv2d) and x.ndim == 3:
             x = x[None]
+        call = len(layer.inputs)
         layer.inputs.append(x)
+        layer.grads.append(None)
         unbatched = isinstance(module, nn.Conv2d) and output.ndim == 3
 
         def keep(g: Tensor) -> None:
             g = _wide(g.detach())
-            layer.grads.append(g[None] if unbatched else g)
+            layer.grads[call] = g[None] if unbatched else g
 
         output.register_hook(keep)
 
@@ -256,7 +319,7 @@ class KFACPreconditioner:
         step = self.steps
         if step >= self.next_factor:
             for layer in self.layers.values():
-                if layer.inputs and len(layer.inputs) == len(layer.grads):
+                if layer.recorded:
                     a, g = layer.batch_factors()
                     f = layer.factors
                     f["A"] = km.running_average(f["A"], a, self.factor_decay)
@@ -287,7 +350,7 @@ class KFACPreconditioner:
             else:
                 v = km.precondition_matrix(d, qa, da, qg, dg, self.damping)
             if self.kl_clip is not None:
-                vg += lrs[id(layer.weight)] ** 2 * float((v * d).sum())
+                vg += lrs[id(layer.param)] ** 2 * float((v * d).sum())
             done.append((layer, v))
         self.last_nu = 1.0 if self.kl_clip is None else km.kl_clip_factor(vg, self.kl_clip)
         for layer, v in done:
@@ -333,7 +396,7 @@ class KFACPreconditioner:
         self.next_inverse = int(state["next_inverse"])
         self.last_nu = float(state["last_nu"])
         for name, layer in self.layers.items():
-            device = layer.weight.device
+            device = layer.param.device
             saved = state["layers"][name]
             layer.factors = {
                 k: (None if saved.get(k) is None else saved[k].to(device, copy=True)) for k in _FACTORS

@@ -165,16 +165,21 @@ class KFAC(torch.optim.Optimizer):
         return state
 
     def state_dict(self) -> dict[str, Any]:
-        """The optimizer's state dict (momentum buffers) plus the preconditioner's under ``"kfac"``."""
+        """The optimizer's state dict (momentum buffers), the preconditioner's under ``"kfac"``
+        and, under ``"last_step"``, the float `effective_lr` reports (NaN before the first step)."""
         state = super().state_dict()
         state["kfac"] = self.preconditioner.state_dict()
+        state["last_step"] = self._last_step
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore `state_dict` output (the optimizer's part and the preconditioner's)."""
+        """Restore `state_dict` output (the optimizer's part, the preconditioner's and the last
+        step size; a state saved without it counts as one before the first step)."""
         state = dict(state_dict)
         kfac = state.pop("kfac", None)
+        last_step = float(state.pop("last_step", math.nan))
         if kfac is None:
             raise ValueError("KFAC.load_state_dict: the state has no 'kfac' entry; it is not a KFAC state")
         super().load_state_dict(state)
         self.preconditioner.load_state_dict(kfac)
+        self._last_step = last_step

@@ -60,7 +60,8 @@ def plot_training(result: CompareResult) -> Figure:
     Epoch-level values sit at the step that ends their epoch. Each run is one colour; its line is
     the mean over seeds and the band the range (min to max) over seeds. Non-finite values (a
     diverged run) are left out, and the loss and LR axes turn logarithmic when their values span
-    more than a factor of 20.
+    more than a factor of 20. The legend, on the metric panel, names every run by its colour,
+    also a run that diverged in its first epoch and so has no metric to draw.
 
     Returns:
         The matplotlib `Figure`, attached to the Agg canvas and not registered with pyplot.
@@ -74,6 +75,7 @@ def plot_training(result: CompareResult) -> Figure:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.lines import Line2D
     except ImportError as e:
         raise ImportError(f"plot_training needs matplotlib: {_INSTALL_HINT}") from e
 
@@ -127,6 +129,8 @@ def plot_training(result: CompareResult) -> Figure:
     seeds = max(len(r.histories) for r in result.runs)
     if seeds > 1:
         metric_ax.set_title(f"mean over {seeds} seeds; band: min to max", fontsize="small")
-    if metric_ax.get_legend_handles_labels()[0]:  # a run that diverged in its first epoch has no metric
-        metric_ax.legend(fontsize="small", loc="best")
+    # one entry per run, whichever panels it has a line in: a run that diverged in its first epoch
+    # has none on the metric panel
+    handles = [Line2D([], [], color=f"C{i % 10}", linewidth=1.6) for i in range(len(result.runs))]
+    metric_ax.legend(handles, [r.label for r in result.runs], fontsize="small", loc="best")
     return fig
