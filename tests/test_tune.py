@@ -546,6 +546,10 @@ def test_a_refit_that_diverges_saves_no_model_and_the_result_still_writes(tmp_pa
     assert not (tmp_path / "final.pt").exists()
     assert json.loads(result.to_json())["test_metric"] is None
     assert "refit test diverged" in result.summary()
+    from lrkit.report import write_tuning_report
+
+    page = write_tuning_report(result, tmp_path / "report")
+    assert "the training diverged, and no final model was saved" in Path(page).read_text()
 
 
 def test_a_grid_search_covers_its_grid_around_a_first_trial() -> None:

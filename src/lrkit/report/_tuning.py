@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,11 +60,13 @@ def tuning_section(result: TuneResult, figures: Mapping[str, bytes]) -> str:
             f"<p><b>best</b>: trial {best.number}, validation {e(result.metric)} {_value(best.value)} "
             f"with {params}.</p>"
         )
-    if result.test_metric is not None:
+    if result.test_metric is not None and math.isfinite(result.test_metric):
         lines.append(
             f"<p><b>refit</b> on train+val, scored once on the test split: test {e(result.metric)} "
             f"<b>{_value(result.test_metric)}</b>.</p>"
         )
+    elif result.test_metric is not None:
+        lines.append("<p><b>refit</b> on train+val: the training diverged, and no final model was saved.</p>")
     for caption, png in figures.items():
         data = base64.b64encode(png).decode("ascii")
         lines.append(
