@@ -450,3 +450,87 @@ def test_a_copy_or_pickle_of_optimizer_and_scheduler_counts_its_own_steps(tmp_pa
     closed[0].step()
     closed[1].step()
     assert closed[1].last_epoch == 4  # a closed scheduler's copy stays closed
+
+
+def test_a_second_scheduler_scales_groups_by_their_base_lr_not_their_current_one() -> None:
+    """A second phase on the same optimizer, and an optimizer a torch scheduler has moved: the
+    scale comes from the group's base LR (its 'lr_scale', or torch's 'initial_lr')."""
+    p = _params(1)
+    opt = torch.optim.SGD(p, lr=0.1)
+    first = ScheduleLR(opt, "cosine(0.1, steps=10)")
+    for _ in range(10):
+        opt.step()
+        first.step()
+    assert opt.param_groups[0]["lr"] == 0.0 and opt.param_groups[0]["lr_scale"] == 1.0
+    first.close()
+    ScheduleLR(opt, "constant(0.01)")
+    assert opt.param_groups[0]["lr"] == 0.01  # not 0: the first phase ended at LR 0
+    # a checkpoint of an optimizer under torch's StepLR: its LR is a tenth of its initial_lr
+    opt = torch.optim.SGD(_params(1), lr=0.1)
+    step_lr = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.1)
+    for _ in range(6):
+        opt.step()
+        step_lr.step()
+    saved = opt.state_dict()
+    opt2 = torch.optim.SGD(_params(1), lr=0.1)
+    opt2.load_state_dict(saved)
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.01)
+    sched = ScheduleLR(opt2, "cosine(0.1, steps=100)")
+    assert opt2.param_groups[0]["lr"] == 0.1 and sched.state_dict()["scales"] == [1.0]
+    # explicit scales win over a group's lr_scale
+    ScheduleLR(opt2, "constant(0.1)", scales=[0.5])
+    assert opt2.param_groups[0]["lr"] == 0.05 and opt2.param_groups[0]["lr_scale"] == 0.5
+
+
+def test_an_lr_written_by_another_scheduler_is_said_once() -> None:
+    p = _params(1)
+    opt = torch.optim.SGD(p, lr=0.1)
+    sched = ScheduleLR(opt, "constant(0.1)")
+    plateau_lr = ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    with pytest.warns(UserWarning, match=r"param group 0's LR was changed outside this scheduler \(to 0.05"):
+        for _ in range(3):
+            opt.step()
+            plateau_lr.step(1.0)
+            sched.step()
+    assert opt.param_groups[0]["lr"] == 0.1  # overwritten, as the warning says
+
+
+def test_a_schedule_in_epochs_stepped_per_epoch_is_said() -> None:
+    """Eight optimizer steps per epoch, step() once per epoch, a one-cycle written in epochs."""
+    opt = torch.optim.SGD(_params(1), lr=0.1, momentum=0.9)
+    sched = ScheduleLR(opt, onecycle(0.1, steps=5))
+    with pytest.warns(UserWarning, match=r"one call of step\(\) advanced 8 optimizer steps, 160% of"):
+        for _ in range(8):
+            opt.step()
+        sched.step()
+    counted = ScheduleLR(
+        torch.optim.SGD(_params(1), lr=0.1, momentum=0.9), onecycle(0.1, steps=5), count="calls"
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        counted.optimizer.step()
+        counted.step()  # one call, one position: nothing to say
+
+
+def test_resuming_an_optimizer_and_its_scheduler_says_nothing() -> None:
+    import warnings
+
+    spec = "warmup(10) >> cosine(0.1, steps=90)"
+    opt = torch.optim.SGD(_params(1), lr=0.1, momentum=0.9)
+    sched = ScheduleLR(opt, spec)
+    for _ in range(15):
+        opt.step()
+        sched.step()
+    saved = (opt.state_dict(), sched.state_dict())
+    opt2 = torch.optim.SGD(_params(1), lr=0.1, momentum=0.9)
+    sched2 = ScheduleLR(opt2, spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt2.load_state_dict(saved[0])
+        sched2.load_state_dict(saved[1])
+        for _ in range(5):
+            opt2.step()
+            sched2.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(parse(spec)(20))

@@ -9,23 +9,35 @@ Usage is torch's: call ``scheduler.step()`` after ``optimizer.step()``. What dif
   schedule, however often ``scheduler.step()`` is called.
 - Every LR is computed in closed form from that count, so a run saved at any step and resumed
   into fresh objects continues with bit-identical LRs (and momenta).
-- Param groups: each group's LR is ``scale * schedule(step)``. A group's scale is its own
-  ``"lr_scale"`` key if it has one, else ``scales[i]`` if given, else its LR divided by the
-  optimizer's default LR (so groups built with their own LR keep their ratio). Groups added
-  later with ``optimizer.add_param_group`` are scheduled from the next ``step()``.
+- Param groups: each group's LR is ``scale * schedule(step)``. A group's scale is ``scales[i]``
+  if given, else its own ``"lr_scale"`` key if it has one, else its base LR divided by the
+  optimizer's default LR (so groups built with their own LR keep their ratio); the base LR is
+  torch's ``"initial_lr"`` where a torch scheduler set one, else the group's LR. The scale is
+  written into the group as ``"lr_scale"``, so a later scheduler on the same optimizer (a second
+  phase), or one attached to an optimizer loaded from a checkpoint, scales the group the same
+  way instead of reading an LR an earlier schedule has moved. Groups added later with
+  ``optimizer.add_param_group`` are scheduled from the next ``step()``.
+- ``step()`` writes every group's LR. An LR changed by something else in between (torch's
+  ``ReduceLROnPlateau``, a second scheduler on the optimizer) is overwritten, and a warning says
+  so once: compose the schedules into one instead (``warmup(500) >> plateau(...)`` with
+  ``report``). A call of ``step()`` that advances half the schedule's length or more at once
+  (``step()`` called once per epoch over a schedule written in epochs) warns that lengths are
+  counted in optimizer steps (``count="calls"`` counts calls instead).
 - Schedules that cycle momentum (one-cycle, ``with_momentum``) write ``momentum``, or ``betas[0]``
   for Adam-style optimizers.
 - A tensor LR (``torch.optim.Adam(params, lr=torch.tensor(1e-3))``) is updated in place, so a
   ``torch.compile``d optimizer step is not recompiled when the LR changes. Groups that share one
   tensor (torch gives every group without an LR of its own the optimizer's default object) get
   a copy each, so that each can take its own LR, and the default stays the LR it was built with.
-- The constructor only writes the step-0 LR; it does not step or wrap the optimizer.
+- The constructor only writes the step-0 LR (and each group's ``"lr_scale"``); it does not step
+  or wrap the optimizer.
 - Reduce-on-plateau composes: report a metric with ``scheduler.report(val_loss)``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -149,6 +161,8 @@ class ScheduleLR(LRScheduler):
         self._default_lr = None if default is None else _read(default)
         self._sync_groups()
         self._hook: RemovableHandle | None = self._count_steps()
+        self._warned_outside = False
+        self._warned_jump = False
         self._apply(0)
 
     def _count_steps(self) -> RemovableHandle:
@@ -197,7 +211,46 @@ class ScheduleLR(LRScheduler):
             )
         if self.count == "calls":
             self._applied = self._step + 1
+        self._check_outside_writes()
+        self._check_jump(self._applied - self._step)
         self._apply(self._applied)
+
+    def _check_outside_writes(self) -> None:
+        """Warn (once) when a group's LR is not what this scheduler wrote at its last step."""
+        if self._warned_outside:
+            return
+        for i, (g, last) in enumerate(zip(self.optimizer.param_groups, self._last_lr, strict=False)):
+            now = g["lr"]
+            if isinstance(now, torch.Tensor) and isinstance(last, torch.Tensor):
+                same = torch.equal(now, last)
+            else:
+                same = not isinstance(now, torch.Tensor) and now == last
+            if not same:
+                self._warned_outside = True
+                warnings.warn(
+                    f"ScheduleLR: param group {i}'s LR was changed outside this scheduler (to "
+                    f"{_read(now):.4g}, after it wrote {_read(last):.4g}) and is overwritten at every "
+                    "step(); another scheduler on this optimizer (torch's ReduceLROnPlateau, a second "
+                    "ScheduleLR) fights this one: compose them into one schedule instead, e.g. "
+                    "'warmup(500) >> plateau(1e-3, factor=0.5, patience=3)' with report(val_loss)",
+                    stacklevel=3,
+                )
+                return
+
+    def _check_jump(self, advance: int) -> None:
+        """Warn (once) when one call of `step` covers half the schedule's length or more."""
+        length = self.schedule.duration
+        if self._warned_jump or advance <= 1 or length is None or self._step >= length:
+            return
+        if advance >= length / 2:
+            self._warned_jump = True
+            warnings.warn(
+                f"ScheduleLR: one call of step() advanced {advance} optimizer steps, "
+                f"{advance / length:.0%} of {self.schedule} ({length:g} steps long): its lengths are "
+                "counted in optimizer steps, not in calls of step() (epochs); write them in optimizer "
+                "steps (epochs x steps per epoch), or pass count='calls' to count calls",
+                stacklevel=3,
+            )
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         """The LRs the schedule prescribes at the current step, one per param group."""
@@ -292,6 +345,8 @@ class ScheduleLR(LRScheduler):
         # the saved groups take their saved scales; groups the checkpoint does not have keep theirs
         n = min(len(scales), len(self._scales))
         self._scales[:n] = scales[:n]
+        for g, scale in zip(self.optimizer.param_groups, self._scales, strict=False):
+            g["lr_scale"] = scale
         self._schedule_changed()
         self._step = step
         self._applied = step
@@ -317,20 +372,22 @@ class ScheduleLR(LRScheduler):
         for i in range(len(self._scales), len(groups)):
             g = groups[i]
             lr_value = g["lr"]
-            if "lr_scale" in g:
-                scale = _scale_value(g["lr_scale"], f"param group {i}'s 'lr_scale'")
-            elif self._explicit_scales is not None and i < len(self._explicit_scales):
+            base = g.get("initial_lr", lr_value)  # where a torch scheduler has moved the LR
+            if self._explicit_scales is not None and i < len(self._explicit_scales):
                 scale = self._explicit_scales[i]
-            elif lr_value is defaults.get("lr") or (default_lr is not None and _read(lr_value) == default_lr):
+            elif "lr_scale" in g:
+                scale = _scale_value(g["lr_scale"], f"param group {i}'s 'lr_scale'")
+            elif base is defaults.get("lr") or (default_lr is not None and _read(base) == default_lr):
                 scale = 1.0
             elif default_lr:
-                scale = _read(lr_value) / default_lr
+                scale = _read(base) / default_lr
             else:
                 raise ValueError(
-                    f"ScheduleLR: param group {i} has lr={_read(lr_value)} but the optimizer's default "
+                    f"ScheduleLR: param group {i} has lr={_read(base)} but the optimizer's default "
                     f"lr is {defaults.get('lr')}; give the group an 'lr_scale' or pass scales="
                 )
             self._scales.append(scale)
+            g["lr_scale"] = scale  # for a later scheduler on this optimizer (see the module's notes)
             # torch gives every group without an LR of its own the optimizer's default object: a
             # tensor LR shared with another group would take that group's LR too
             if isinstance(lr_value, torch.Tensor) and any(lr_value is h["lr"] for h in groups[:i]):
