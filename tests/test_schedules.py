@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +24,12 @@ from lrkit.schedules import (
     from_config,
     horizon,
     inverse_sqrt,
+    inverse_time,
     linear,
     lint,
     multistep,
     noise,
+    one_minus_sqrt,
     onecycle,
     parse,
     plateau,
@@ -37,8 +41,17 @@ from lrkit.schedules import (
     with_momentum,
     wsd,
 )
+from lrkit.schedules._compose import standard_normal_at
 
 T = np.arange(400)
+#: The first draws of `noise(..., seed=7)` at steps 0, 1, 2, 12345 and 2**52.
+PINNED_SEED_7 = [
+    -0.33135337654655583,
+    1.1287781425560253,
+    1.8682981244871044,
+    0.6538858141135467,
+    -1.092791461206382,
+]
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine", "exponential"])
@@ -160,6 +173,35 @@ def test_noise_is_deterministic_positive_and_seeded() -> None:
     assert np.corrcoef(np.log(v), np.log(other))[0, 1] < 0.05
 
 
+def test_noise_draws_are_standard_normal_at_every_step_of_every_seed() -> None:
+    # seed 0 used to hash step 0 to 0, a draw of -4.55 sigma (clipped to -3) at every default seed's start
+    first = np.array([standard_normal_at(np.arange(5.0), seed) for seed in range(1000)])  # (seed, step)
+    assert np.abs(first[:50, 0]).max() < 3.5  # no outlier at step 0 of seeds 0..49
+    for z in first.T:  # each of the first steps, over the seeds
+        assert abs(z.mean()) < 0.12 and 0.85 < z.var() < 1.15, (z.mean(), z.var())
+        assert np.abs(z).max() < 4.5
+    assert np.abs(np.corrcoef(first.T)[np.triu_indices(5, 1)]).max() < 0.1  # steps independent
+    assert np.abs(standard_normal_at(np.arange(10.0), 0)).max() < 3  # seed 0 starts unremarkably
+    s = noise(constant(1.0), std=0.1)
+    np.testing.assert_array_equal(s(np.arange(10)), np.exp(0.1 * standard_normal_at(np.arange(10.0), 0)))
+    ramp = warmup(5) >> noise(cosine(0.1, steps=95), std=0.3)
+    v = ramp(np.arange(10))
+    assert v[5] > 0.1 * np.exp(-0.9) * 1.01  # the warmup's target is not a clipped outlier
+    assert np.max(v[6:] / v[5:-1]) < 2  # no jump after the hand-over (it was 2.8x)
+
+
+def test_noise_is_pinned_across_processes_and_platforms() -> None:
+    # a counter-based hash on uint64 (no Python hash()): the same draws everywhere, every run
+    expected = standard_normal_at(np.array([0.0, 1.0, 2.0, 12345.0, 2.0**52]), 7)
+    code = (
+        "import json; import numpy as np; from lrkit.schedules._compose import standard_normal_at; "
+        "t = np.array([0.0, 1, 2, 12345, 2**52]); print(json.dumps(standard_normal_at(t, 7).tolist()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    np.testing.assert_array_equal(np.array(json.loads(out.stdout)), expected)
+    np.testing.assert_allclose(expected, PINNED_SEED_7, rtol=1e-12)
+
+
 def test_clip_and_product_and_affine() -> None:
     c = clip(exponential(1.0, factor=0.5), low=0.1, high=0.6)
     np.testing.assert_allclose(c(np.arange(6)), [0.6, 0.5, 0.25, 0.125, 0.1, 0.1])
@@ -272,7 +314,10 @@ def test_schedules_are_frozen_and_hashable() -> None:
         (lambda: cosine(float("nan"), steps=5), "cosine: `lr` must be finite, got lr=nan"),
         (lambda: cosine("0.1", steps=5), "cosine: `lr` must be a number, got lr='0.1'"),
         (lambda: step(0.1, every=0), "step: `every` must be >= 1, got every=0"),
-        (lambda: step(0.1, every=2.5), "step: `every` must be an integer, got every=2.5"),
+        (
+            lambda: step(0.1, every=2.5),
+            "step: `every` must be a whole number of optimizer steps, got every=2.5",
+        ),
         (lambda: step(0.1, every=2**60), "step: `every` must be < 2**53, got every=1152921504606846976"),
         (lambda: cosine(0.1, steps=2.0**53), "cosine: `steps` must be < 2**53, got steps=9007199254740992.0"),
         (lambda: multistep(0.1, ()), "`milestones` must be a non-empty list"),
@@ -298,6 +343,83 @@ def test_bad_arguments_name_the_argument_and_the_value(make, message: str) -> No
     with pytest.raises(ValueError) as info:
         make()
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: cosine(0.1, steps=0.3),
+            "cosine: `steps` must be a whole number of optimizer steps, got steps=0.3",
+        ),
+        (
+            lambda: sgdr(0.1, period=0.5),
+            "sgdr: `period` must be a whole number of optimizer steps, got period=0.5",
+        ),
+        (lambda: warmup(2.5), "warmup: `steps` must be a whole number of optimizer steps, got steps=2.5"),
+        (
+            lambda: cosine(0.1, steps=7.5),
+            "got steps=7.5; optimizer steps are counted whole: round it (steps=7 or 8)",
+        ),
+        (lambda: constant(0.1, steps=np.float64(9.9)), "constant: `steps` must be a whole number"),
+        (lambda: linear(0.1, 0.0, steps=10.5), "linear: `steps` must be a whole number"),
+        (lambda: polynomial(0.1, steps=0.9), "polynomial: `steps` must be a whole number"),
+        (lambda: one_minus_sqrt(0.1, steps=0.5), "one_minus_sqrt: `steps` must be a whole number"),
+        (lambda: exponential(0.1, factor=0.5, every=0.5), "exponential: `every` must be a whole number"),
+        (lambda: inverse_time(0.1, rate=1.0, every=2.5), "inverse_time: `every` must be a whole number"),
+        (lambda: cyclic(0.001, 0.1, half=0.25), "cyclic: `half` must be a whole number"),
+        (lambda: cyclic(0.001, 0.1, half=2, down=1.5), "cyclic: `down` must be a whole number"),
+        (lambda: horizon(constant(0.1), steps=0.5), "horizon: `steps` must be a whole number"),
+        (lambda: inverse_sqrt(0.1, timescale=0.5), "inverse_sqrt: `timescale` must be a whole number"),
+        (lambda: inverse_sqrt(0.1, warmup=0.1), "inverse_sqrt: `warmup` must be a whole number"),
+        (lambda: wsd(0.1, warmup=0.1, stable=0.7, decay=0.2), "wsd: `warmup` must be a whole number"),
+        (lambda: onecycle(0.1, steps=0.5), "onecycle: `steps` must be a whole number"),
+        (lambda: step(0.1, every=0.5), "step: `every` must be a whole number"),
+        (lambda: multistep(0.1, milestones=[0.5, 0.75]), "multistep: `milestones[0]` must be a whole number"),
+    ],
+)
+def test_lengths_are_whole_numbers_of_optimizer_steps(make, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ScheduleError) as info:
+        make()
+    text = str(info.value)
+    assert message in text, text
+    value = float(text.split("got ")[1].split("=")[1].split(";")[0])
+    if value < 1:  # a fraction of training, not of a step: say how to convert it
+        assert "a fraction of training is not a unit schedules take" in text
+        assert "multiply it by the run's number of optimizer steps" in text, text
+    else:
+        assert "round it" in text, text
+
+
+def test_integral_float_lengths_are_stored_as_ints() -> None:
+    s = cosine(0.1, steps=500.0)
+    assert s == cosine(0.1, steps=500) and type(s.steps) is int
+    assert (
+        parse("cosine(0.1, steps=5e2)") == s
+        and str(parse("cosine(0.1, steps=5e2)")) == "cosine(0.1, steps=500)"
+    )
+    assert s.to_config() == {"type": "cosine", "lr": 0.1, "steps": 500}
+    assert type(warmup(np.float64(10.0)).steps) is int and type(sgdr(0.1, period=10.0).period) is int
+    assert exponential(0.1, factor=0.5, every=1.0).to_config() == {
+        "type": "exponential",
+        "lr": 0.1,
+        "factor": 0.5,
+    }
+    with pytest.raises(ScheduleError, match=r"`steps` must be > 0, got steps=0\.0"):
+        cosine(0.1, steps=0.0)
+
+
+def test_internal_fractional_lengths_still_work() -> None:
+    # torch puts one-cycle's phase ends at pct_start * steps - 1 (fractional); later repeat cycles
+    # are `mul` times longer: neither is a length a user gives, so both still evaluate
+    one = onecycle(0.1, steps=7)  # phases of 1.1 and 4.9 steps
+    assert one(0) == pytest.approx(0.004) and one(6) == pytest.approx(0.004 / 1e4) and one.duration == 7
+    s = repeat(cosine(0.1, steps=10), mul=1.5, cycles=2) >> constant(0.01)
+    assert (
+        s.duration is None
+        and s(25) == 0.01
+        and s(24) == pytest.approx(0.1 * (1 + np.cos(np.pi * 14 / 15)) / 2)
+    )
 
 
 def test_steps_are_validated() -> None:
@@ -326,6 +448,134 @@ def test_lint_finds_common_mistakes() -> None:
     assert jump.step == 50 and "jumps from 0 to 0.05" in jump.message
     with pytest.raises(ValueError, match="`steps` must be an integer >= 1"):
         lint(parse("constant(0.1)"), steps=0)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "step(0.1, every=30)",  # StepLR(step_size=30) stepped per batch: 97.6% of the run below 1e-8
+        "exponential(0.1, factor=0.95)",
+        "warmup(100) >> exponential(0.1, factor=0.95)",
+        "cosine(0.1, steps=1000, end=1e-6) >> constant(1e-6)",
+        "polynomial(0.1, steps=10000, power=20)",
+    ],
+)
+def test_lint_finds_a_decay_that_leaves_most_of_the_run_at_a_tiny_lr(spec: str) -> None:
+    found = lint(parse(spec), steps=10000)
+    assert [w.code for w in found] == ["decays-early"], found
+    s, w = parse(spec), found[0]
+    v = s(np.arange(10000))
+    assert w.step is not None and v[w.step] < 1e-3 * v.max() <= v[w.step - 1]
+    assert "of the run" in w.message and "steps per epoch" in w.message
+
+
+@pytest.mark.parametrize(
+    ("spec", "restarts"),
+    [
+        ("sgdr(0.1, period=10)", 999),
+        ("repeat(cosine(0.1, steps=10))", 999),
+        ("cyclic(0.001, 0.1, half=5)", 999),
+        ("cyclic(0.001, 0.1, half=5, momentum_range=[0.85, 0.95])", 999),
+        ('0.5 * cyclic(0.001, 0.1, half=3, down=2, mode="exp_range", gamma=0.99999)', 1999),
+        ("warmup(100) >> sgdr(0.1, period=10, end=1e-3) + 1e-5", 989),
+        (
+            "constant(0.1, steps=5000) >> repeat(linear(0.1, 0.01, steps=10), cycles=300) >> constant(0.01)",
+            299,
+        ),
+        ("sgdr(0.1, period=10, mul=1.01)", 240),  # 10 * (1.01**241 - 1) / 0.01 > 9999
+    ],
+)
+def test_lint_finds_a_period_given_in_epochs(spec: str, restarts: int) -> None:
+    found = lint(parse(spec), steps=10000)
+    assert [w.code for w in found] == ["many-cycles"], found
+    assert f"restarts {restarts} times" in found[0].message, found[0].message
+    if spec.startswith(("sgdr", "cyclic")):  # named in the user's words, not as the repeat it builds
+        assert f"steps in {spec})" in found[0].message, found[0].message
+    assert "steps per epoch" in found[0].message
+
+
+def test_lint_leaves_good_decays_and_cycles_alone() -> None:
+    from lrkit.schedules._lint import MANY_CYCLES
+
+    good = {
+        "cosine(0.1, steps=10000)": 10000,
+        "warmup(500) >> cosine(0.003, steps=9500, end=1e-05)": 10000,
+        'wsd(0.1, warmup=100, stable=7000, decay=2900, kind="sqrt")': 10000,
+        "onecycle(0.1, steps=10000, final_div_factor=1e6)": 10000,
+        "exponential(0.1, factor=0.9995)": 10000,  # ends at 0.7% of the peak: a strong decay, not a mistake
+        "exponential(0.1, factor=0.999)": 10000,  # 1e-3 of the peak from 69% of the run
+        "step(0.1, every=2500, factor=0.1)": 10000,  # 1e-4 for the last quarter
+        "multistep(0.1, milestones=[5000, 7500, 9000], factor=0.1)": 10000,
+        "polynomial(0.1, steps=10000, power=5)": 10000,
+        "inverse_sqrt(0.1, warmup=1000)": 100000,
+        "sgdr(0.1, period=100)": 100 * MANY_CYCLES + 1,  # 100 restarts: the most allowed
+        "sgdr(0.1, period=10, mul=2)": 10**6,
+        "cyclic(0.001, 0.1, half=2000)": 10000,
+        "cyclic(0.0, 0.1, half=2000)": 10000,  # 0 at every restart, for one step
+        "exponential(1e-7, factor=1.1)": 200,  # a range test: tiny before the peak, not after
+        "warmup(100, start=0) >> cosine(0.1, steps=9900)": 10000,
+        "cosine(0.1, steps=90)": 9000,  # the held tail is horizon-short's, not also decays-early
+    }
+    for spec, steps in good.items():
+        codes = [w.code for w in lint(parse(spec), steps)]
+        assert "decays-early" not in codes and "many-cycles" not in codes, (spec, codes)
+    (more,) = lint(parse("sgdr(0.1, period=99)"), 100 * MANY_CYCLES + 1)
+    assert more.code == "many-cycles" and f"restarts {MANY_CYCLES + 1} times" in more.message
+
+
+@pytest.mark.parametrize("total", [4, 10, 100, 1000, 10000, 123457])
+def test_lint_leaves_the_keyword_schedules_of_fit_clean(total: int) -> None:
+    # what lrkit.train builds for "constant", "step", "cosine" and "onecycle" over a run of `total`
+    keyword = [
+        constant(0.1),
+        multistep(0.1, milestones=tuple(sorted({max(1, total // 2), max(2, (3 * total) // 4)})), factor=0.1),
+        cosine(0.1, steps=total),
+        onecycle(0.1, steps=total),
+        onecycle(0.1, steps=total, momentum_range=None),
+    ]
+    for s in keyword:
+        assert lint(s, total) == [], (s, total)
+
+
+def test_lint_leaves_the_readme_schedules_clean() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    specs = re.findall(r"^\| `([^`|]+(?:\\\|[^`|]+)*)` \|", readme, re.M)
+    specs += re.findall(r"\"((?:warmup|cosine|onecycle|wsd|exponential)\([^\"]*\))\"", readme)
+    checked = 0
+    for spec in specs:
+        try:
+            s = parse(spec.replace("\\|", "|"))
+        except ScheduleError:
+            continue  # a pattern such as `warmup(10) >> s`
+        steps = int(s.duration) if s.duration is not None else 100  # the length its example implies
+        codes = [w.code for w in lint(s, steps)]
+        assert "decays-early" not in codes and "many-cycles" not in codes, (spec, codes)
+        checked += 1
+    assert checked >= 20
+
+
+def test_lint_hints_point_the_right_way() -> None:
+    (short,) = lint(parse("cosine(0.1, steps=90)"), steps=9000)
+    assert short.code == "horizon-short" and short.step == 90
+    assert "in epochs" in short.message and "multiply" in short.message and "steps per epoch" in short.message
+    (long,) = lint(parse("cosine(0.1, steps=36000)"), steps=9000)
+    assert long.code == "horizon-long" and "epochs" not in long.message
+    assert "micro-batches" in long.message and "samples" in long.message
+
+
+def test_the_cli_lint_reports_the_new_findings() -> None:
+    from typer.testing import CliRunner
+
+    from lrkit.cli import app
+
+    for spec, code in [
+        ("step(0.1, every=30)", "decays-early"),
+        ("cyclic(0.001, 0.1, half=5)", "many-cycles"),
+    ]:
+        out = CliRunner().invoke(app, ["schedule", "lint", spec, "--steps", "10000"])
+        assert out.exit_code == 1 and f"[{code}]" in out.stdout, out.output
+    clean = CliRunner().invoke(app, ["schedule", "lint", "sgdr(0.1, period=1000)", "--steps", "10000"])
+    assert clean.exit_code == 0 and "no problems found" in clean.stdout, clean.output
 
 
 def test_importing_lrkit_does_not_import_a_framework() -> None:

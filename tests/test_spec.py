@@ -77,6 +77,17 @@ def test_examples_build_the_expected_objects() -> None:
         ("cosine(0.1, step=10)", "has no argument 'step' (did you mean 'steps'?)", 17),
         ("cosine(0.1)", "cosine needs 'steps'", 0),
         ("cosine(0.1, steps=0)", "`steps` must be >= 1, got steps=0", 0),
+        (
+            "cosine(0.1, steps=0.3)",
+            "whole number of optimizer steps, got steps=0.3; a fraction of training",
+            0,
+        ),
+        (
+            "warmup(2.5) >> cosine(0.1, steps=8)",
+            "warmup: `steps` must be a whole number of optimizer steps",
+            0,
+        ),
+        ("constant(0.1, steps=10) >> sgdr(0.1, period=0.5)", "sgdr: `period` must be a whole number", 27),
         ("cosine(-0.1, steps=10)", "`lr` must be >= 0, got lr=-0.1", 0),
         ("cosine(0.1, steps=10", "syntax error", None),
         ("warmup(10) >> constant(0.1) >> cosine(0.1, steps=5)", "constant(0.1) has no length", 0),

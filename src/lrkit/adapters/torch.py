@@ -300,7 +300,12 @@ class ScheduleLR(LRScheduler):
             schedule: what to do when the saved schedule differs from the one this object was
                 built with (for instance a different total length): ``"check"`` raises (a changed
                 schedule silently shifts the position in it), ``"saved"`` continues the saved
-                schedule, ``"current"`` continues the new one at the saved step.
+                schedule, ``"current"`` continues the new one at the saved step. With
+                ``"current"``, a schedule that differs from the saved one is used as it was built:
+                its `plateau` nodes start afresh (the saved best metric, count of bad evaluations,
+                cooldown and reductions are not carried over, so reductions made before the
+                checkpoint are undone); when the two differ only in plateau state, the saved state
+                is kept.
         """
         if not isinstance(state_dict, Mapping) or state_dict.get("format") != STATE_FORMAT:
             got = state_dict.get("format") if isinstance(state_dict, Mapping) else type(state_dict).__name__

@@ -366,14 +366,33 @@ def integer(owner: str, name: str, value: Any, *, low: int = 0) -> int:
     return int(value)
 
 
-def length(owner: str, name: str, value: Any) -> float | int:
-    """Validate a duration in steps: a positive number (ints stay ints for clean configs)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return integer(owner, name, value, low=1)
-    x = real(owner, name, value, low=0.0, low_open=True)
-    if x >= MAX_STEP:
-        raise ScheduleError(f"{owner}: `{name}` must be < 2**53, got {name}={value!r}")
-    return x
+def length(owner: str, name: str, value: Any, *, low: int = 1) -> int:
+    """Validate a length (or a step) given by the user: a whole number of optimizer steps >= `low`.
+
+    An integral float (``500.0``, or ``5e2`` in a spec) is stored as an int. Anything else is
+    refused, a value below 1 with a hint: it is most likely a fraction of the training, which is
+    not a unit schedules take. Lengths that composites derive (one-cycle's phases, the longer
+    cycles of `repeat`) may be fractional; they are never validated here.
+    """
+    if isinstance(value, (float, np.floating)):
+        x = real(owner, name, value, low=0.0, low_open=low > 0)
+        if not x.is_integer():
+            if x < 1:
+                hint = (
+                    "a fraction of training is not a unit schedules take: multiply it by the run's number "
+                    f"of optimizer steps ({name}={x:g} of a 10000-step run is {name}={round(x * 10000)})"
+                )
+            else:
+                hint = (
+                    f"optimizer steps are counted whole: round it ({name}={math.floor(x)} or {math.ceil(x)})"
+                )
+            raise ScheduleError(
+                f"{owner}: `{name}` must be a whole number of optimizer steps, got {name}={x!r}; {hint}"
+            )
+        if x >= MAX_STEP:
+            raise ScheduleError(f"{owner}: `{name}` must be < 2**53, got {name}={value!r}")
+        value = int(x)
+    return integer(owner, name, value, low=low)
 
 
 def total_length(owner: str, names: str, got: str, steps: float | None) -> None:

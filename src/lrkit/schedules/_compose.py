@@ -58,7 +58,7 @@ class Warmup(Schedule):
     """
 
     name = "warmup"
-    steps: float
+    steps: int
     kind: str = "linear"
     start: float | None = None
 
@@ -463,7 +463,7 @@ class Horizon(Schedule):
 
     name = "horizon"
     schedule: Schedule
-    steps: float
+    steps: int
     after: str = "hold"
 
     def __post_init__(self) -> None:
@@ -499,13 +499,24 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+#: SplitMix64's increment (2**64 / golden ratio, odd).
+_GAMMA = 0x9E3779B97F4A7C15
+
+
 def standard_normal_at(t: FloatArray, seed: int) -> FloatArray:
-    """A deterministic standard normal per step: a pure function of (seed, step)."""
+    """A deterministic standard normal per step: a pure function of (seed, step).
+
+    Counter-based SplitMix64 in wrapping uint64 arithmetic (no Python `hash`, so the same on
+    every platform and in every process): the seed is mixed into a key of its own, and the two
+    uniforms of step ``k``'s Box-Muller pair are the mixes of the key plus ``(2k + 1)`` and
+    ``(2k + 2)`` times the increment. Mixing the seed first keeps every (seed, step) apart from
+    the fixed point ``mix(0) = 0``, which seed 0 used to hit at step 0 (a -4.55 sigma draw).
+    """
     k = np.floor(t).astype(np.uint64)
-    base = np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64)
+    key = _mix64(np.array([(seed + 1) * _GAMMA % 2**64], dtype=np.uint64))[0]
     with np.errstate(over="ignore"):
-        a = _mix64(k * np.uint64(2) + base)
-        b = _mix64(k * np.uint64(2) + np.uint64(1) + base)
+        a = _mix64((k * np.uint64(2) + np.uint64(1)) * np.uint64(_GAMMA) + key)
+        b = _mix64((k * np.uint64(2) + np.uint64(2)) * np.uint64(_GAMMA) + key)
     u1 = ((a >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
     u2 = (b >> np.uint64(11)).astype(np.float64) / 2.0**53
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)

@@ -14,7 +14,6 @@ from lrkit.schedules._base import (
     FloatArray,
     Schedule,
     ScheduleError,
-    integer,
     length,
     real,
     register,
@@ -51,7 +50,7 @@ class Constant(Schedule):
 
     name = "constant"
     lr: float
-    steps: float | None = field(default=None, kw_only=True)
+    steps: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         set_field(self, "lr", real(self.name, "lr", self.lr, low=0.0))
@@ -89,7 +88,7 @@ class StepDecay(Schedule):
 
     def __post_init__(self) -> None:
         set_field(self, "lr", real(self.name, "lr", self.lr, low=0.0))
-        set_field(self, "every", integer(self.name, "every", self.every, low=1))
+        set_field(self, "every", length(self.name, "every", self.every))
         set_field(self, "factor", real(self.name, "factor", self.factor, low=0.0, low_open=True))
 
     def _eval(self, t: FloatArray) -> FloatArray:
@@ -124,7 +123,7 @@ class MultiStep(Schedule):
             raise ScheduleError(
                 f"{self.name}: `milestones` must be a non-empty list of steps, got milestones={ms!r}"
             )
-        ints = tuple(integer(self.name, f"milestones[{i}]", m, low=1) for i, m in enumerate(ms))
+        ints = tuple(length(self.name, f"milestones[{i}]", m) for i, m in enumerate(ms))
         if any(b <= a for a, b in zip(ints, ints[1:], strict=False)):
             raise ScheduleError(
                 f"{self.name}: `milestones` must be strictly increasing, got milestones={list(ms)}"
@@ -153,7 +152,7 @@ class Exponential(Schedule):
     name = "exponential"
     lr: float
     factor: float
-    every: float = 1
+    every: int = 1
     staircase: bool = False
 
     def __post_init__(self) -> None:
@@ -186,7 +185,7 @@ class InverseTime(Schedule):
     name = "inverse_time"
     lr: float
     rate: float
-    every: float = 1
+    every: int = 1
     staircase: bool = False
 
     def __post_init__(self) -> None:
@@ -219,7 +218,7 @@ class Polynomial(_Finite, Schedule):
 
     name = "polynomial"
     lr: float
-    steps: float
+    steps: int
     power: float = 1.0
     end: float = 0.0
 
@@ -250,7 +249,7 @@ class Linear(_Finite, Schedule):
     print_positional = 2
     start: float
     end: float
-    steps: float
+    steps: int
 
     def __post_init__(self) -> None:
         set_field(self, "start", real(self.name, "start", self.start, low=0.0))
@@ -278,7 +277,7 @@ class Cosine(_Finite, Schedule):
 
     name = "cosine"
     lr: float
-    steps: float
+    steps: int
     end: float = 0.0
     exponent: float = 1.0
 
@@ -309,7 +308,7 @@ class OneMinusSqrt(_Finite, Schedule):
 
     name = "one_minus_sqrt"
     lr: float
-    steps: float
+    steps: int
     end: float = 0.0
 
     def __post_init__(self) -> None:
@@ -331,6 +330,26 @@ class RSqrtDecay(Schedule):
 
     def _eval(self, t: FloatArray) -> FloatArray:
         return self.lr * np.sqrt(self.timescale / (self.timescale + t))
+
+
+@dataclass(frozen=True)
+class Anneal(_Finite, Schedule):
+    """From `start` to `end` over `steps` by a cosine (``kind="cos"``, as `cosine`) or a straight
+    line (``"linear"``, as `linear`): a phase of `onecycle`. torch puts one-cycle's phase ends at
+    ``pct_start * steps - 1``, so `steps` is any real > 0 here; built only by recipes, never
+    parsed, so not registered and not validated."""
+
+    name = "anneal"
+    start: float
+    end: float
+    steps: float
+    kind: str = "cos"
+
+    def _eval(self, t: FloatArray) -> FloatArray:
+        if self.kind == "cos":
+            c = 0.5 * (1.0 + np.cos(np.pi * self._progress(t)))
+            return self.end + (self.start - self.end) * c
+        return self.start + (self.end - self.start) * self._progress(t)
 
 
 # Lower-case constructors, the names used in the text form.

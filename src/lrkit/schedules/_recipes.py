@@ -29,6 +29,7 @@ from lrkit.schedules._base import (
 )
 from lrkit.schedules._compose import Affine, Product, Repeat, Sequence, Warmup, WithMomentum
 from lrkit.schedules._primitives import (
+    Anneal,
     Constant,
     Cosine,
     Exponential,
@@ -97,7 +98,7 @@ class WarmRestarts(Recipe):
 
     name = "sgdr"
     lr: float
-    period: float
+    period: int
     mul: float = 1.0
     end: float = 0.0
     decay: float = 1.0
@@ -152,8 +153,8 @@ class Cyclic(Recipe):
     print_positional = 2
     low: float
     high: float
-    half: float
-    down: float | None = None
+    half: int
+    down: int | None = None
     mode: str = "triangular"
     gamma: float = 1.0
     momentum_range: tuple[float, float] | None = None
@@ -240,7 +241,7 @@ class OneCycle(Recipe):
 
     def __post_init__(self) -> None:
         set_field(self, "lr", real(self.name, "lr", self.lr, low=0.0))
-        set_field(self, "steps", integer(self.name, "steps", self.steps, low=2))
+        set_field(self, "steps", length(self.name, "steps", self.steps, low=2))
         set_field(
             self,
             "pct_start",
@@ -281,7 +282,7 @@ class OneCycle(Recipe):
         return (up, float(n - 1))
 
     def _anneal(self, a: float, b: float, d: float) -> Schedule:
-        return Cosine(a, steps=d, end=b) if self.anneal == "cos" else Linear(a, b, steps=d)
+        return Anneal(a, b, steps=d, kind=self.anneal)  # d may be fractional, as in torch
 
     def _chain(self, values: tuple[float, ...]) -> Schedule:
         ends = self._phase_ends()
@@ -332,9 +333,9 @@ class WarmupStableDecay(Recipe):
 
     def __post_init__(self) -> None:
         set_field(self, "lr", real(self.name, "lr", self.lr, low=0.0))
-        set_field(self, "warmup", integer(self.name, "warmup", self.warmup, low=0))
-        set_field(self, "stable", integer(self.name, "stable", self.stable, low=0))
-        set_field(self, "decay", integer(self.name, "decay", self.decay, low=1))
+        set_field(self, "warmup", length(self.name, "warmup", self.warmup, low=0))
+        set_field(self, "stable", length(self.name, "stable", self.stable, low=0))
+        set_field(self, "decay", length(self.name, "decay", self.decay))
         set_field(self, "end", real(self.name, "end", self.end, low=0.0))
         set_field(self, "kind", choice(self.name, "kind", self.kind, ("linear", "cosine", "sqrt")))
         set_field(
@@ -380,11 +381,11 @@ class InverseSqrt(Recipe):
     name = "inverse_sqrt"
     lr: float
     warmup: int = 0
-    timescale: float | None = None
+    timescale: int | None = None
 
     def __post_init__(self) -> None:
         set_field(self, "lr", real(self.name, "lr", self.lr, low=0.0))
-        set_field(self, "warmup", integer(self.name, "warmup", self.warmup, low=0))
+        set_field(self, "warmup", length(self.name, "warmup", self.warmup, low=0))
         if self.timescale is not None:
             set_field(self, "timescale", length(self.name, "timescale", self.timescale))
 
