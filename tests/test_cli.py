@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -356,3 +359,67 @@ def test_find_and_explain_refuse_a_learning_rate_free_optimizer_in_the_command_l
     assert f"lrkit tune --optimizer {optimizer}" in line and "range test" in line
     assert "`" not in line and "lrkit.tune" not in line and "lr=" not in line
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_on_a_full_disk_says_so_and_leaves_the_page_whole(tmp_path: Path) -> None:
+    """A write that fails in the tour (here: files cannot grow past the gallery's page, as on a
+    full disk) says so in one line; the page stays whole, and the range test's files, written
+    with its section of the page, are not there without it."""
+    import resource
+
+    from lrkit.cli._demo import build_entries, write_gallery
+
+    out = tmp_path / "demo"
+    write_gallery(out, build_entries())
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # room for the gallery and the range test's figure, not for the page with the figure added;
+    # Python ignores SIGXFSZ, and a write beyond fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before["index.html"]) + 4096, hard))
+    try:
+        res = runner.invoke(app, ["demo", "-o", str(out), "--task", "logreg-digits", "--trials", "2"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"error: cannot write to {out}: [Errno 27] File too large" in res.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def _until_running(proc: subprocess.Popen[str]) -> None:
+    """Wait until the command line in `proc` has set its SIGTERM handler (``/proc/PID/status``
+    lists the signals a process catches), then a second more: the command is at work."""
+    deadline = time.monotonic() + 20
+    while proc.poll() is None and time.monotonic() < deadline:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+        if caught >> (signal.SIGTERM - 1) & 1:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_ends_a_command_with_one_line(signum: int, tmp_path: Path) -> None:
+    """Ctrl-C, and SIGTERM alike (so that cleanup code runs), end a command with exit status 130
+    and the line ``interrupted``, no traceback; a training stopped writes nothing."""
+    out = tmp_path / "out"
+    args = ["train", "--task", "logreg-digits", "--epochs", "2000", "-o", str(out)]  # over a minute
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrkit.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        _until_running(proc)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1:] == ["interrupted"] and "Traceback" not in err, err
+    assert not out.exists()

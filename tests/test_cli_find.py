@@ -223,3 +223,22 @@ def test_the_candidates_table_marks_the_one_taken_the_ties_and_the_diverged() ->
     rows = {line.split()[1]: line for line in console.export_text().splitlines() if line.count("│") > 2}
     assert "taken (tied)" in rows["0.00316"] and "best" in rows["0.01"] and "diverged" in rows["0.1"]
     assert not any(word in rows["0.001"] + rows["0.0316"] for word in ("taken", "tied", "best"))
+
+
+def test_find_on_a_full_disk_leaves_the_earlier_outputs_whole(tmp_path: Path) -> None:
+    """A write that fails (here: files cannot grow past 8 kB, as on a full disk) says so in one
+    line and leaves the earlier lr_find.png and lr_find.json as they were, with no temporary file."""
+    import resource
+
+    args = ["find", "--task", "logreg-digits", "--steps", "40", "-o", str(tmp_path)]
+    assert runner.invoke(app, args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8192, hard))  # Python ignores SIGXFSZ: EFBIG instead
+    try:
+        res = runner.invoke(app, [*args, "--seed", "1"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"error: cannot write to {tmp_path}: [Errno 27] File too large" in res.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -308,3 +308,91 @@ def test_training_curves_name_every_run_in_the_legend_even_one_that_diverged_at_
     labels = _legend_labels(plot_training(result))
     for run in runs:
         assert labels.count(run.label) == 1, labels
+
+
+def test_an_interrupt_stops_the_worker_processes_at_once() -> None:
+    """Ctrl-C (here: raised by the progress callback) cancels the jobs not started and ends the
+    workers in the middle of theirs, instead of waiting for every job to finish."""
+    import multiprocessing
+    import time
+
+    workers: list[int] = []
+    interrupted: list[float] = []
+
+    def on_run(done: int, total: int) -> None:
+        workers.extend(p.pid for p in multiprocessing.active_children() if p.pid is not None)
+        interrupted.append(time.perf_counter())
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compare("mlp-digits", ["constant", "onecycle"], ["adam", "momentum"], seeds=8, lrs=[0.01],
+                epochs=20, workers=2, on_run=on_run)  # fmt: skip
+    # the runs in progress and those queued (about 2 s each) are not waited for
+    assert workers and time.perf_counter() - interrupted[0] < 1.5
+
+    def running(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split()[2] != "Z"  # a zombie has ended
+        except OSError:  # gone (FileNotFoundError, or ProcessLookupError while reading)
+            return False
+
+    deadline = time.monotonic() + 5  # the last moments of an exit
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(running, workers))
+
+
+def test_ctrl_c_on_the_command_line_stops_compare_and_its_workers(tmp_path: Path) -> None:
+    """The terminal sends Ctrl-C to the whole process group: the workers leave it to the command,
+    which stops them, instead of each dropping its job and taking the next one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "lrkit.cli", "compare", "--task", "mlp-digits", "--schedules", "constant",
+           "--optimizers", "adam", "momentum", "--lrs", "0.01", "--seeds", "12", "--epochs", "20",
+           "--workers", "2", "-o", str(tmp_path / "out")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    time.sleep(4)  # started, in the middle of the runs (24 runs of about 2 s on two workers)
+    assert proc.poll() is None
+    os.killpg(proc.pid, signal.SIGINT)
+    t0 = time.perf_counter()
+    proc.communicate(timeout=60)
+    assert time.perf_counter() - t0 < 5 and proc.returncode != 0
+    left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes of the session still running: {left}"
+
+
+@pytest.mark.parametrize(
+    ("command", "again"),
+    [
+        (["train", TASK, "--epochs", "1"], ["--seed", "1"]),
+        (["compare", TASK, "--epochs", "1", "--workers", "1"], ["--lrs", "0.05"]),
+    ],
+)
+def test_a_full_disk_leaves_the_earlier_outputs_whole(
+    command: list[str], again: list[str], tmp_path: Path
+) -> None:
+    """The results of an earlier run stay as they were, none truncated and none replaced (the
+    files are written together: each to a temporary file, renamed when all are written)."""
+    import resource
+
+    out = tmp_path / "out"
+    first = runner.invoke(app, [*command, "-o", str(out)])
+    assert first.exit_code == 0, first.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # files cannot grow past 8 kB (less than curves.png), as on a full disk: Python ignores
+    # SIGXFSZ, and a write beyond fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8192, hard))
+    try:
+        res = runner.invoke(app, [*command, *again, "-o", str(out)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert res.exit_code == 1, res.output
+    assert f"error: cannot write to {out}: [Errno 27] File too large" in res.output
+    assert "Traceback" not in res.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # and no temporary file left

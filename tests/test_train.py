@@ -517,3 +517,49 @@ def test_a_checkpoint_folder_that_cannot_be_written_is_refused_before_training(t
     made = tmp_path / "new" / "run"  # a folder that does not exist yet is made
     fit(get("logreg-digits"), "adam", "constant", 1, checkpoint_dir=made)
     assert sorted(p.name for p in made.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_a_run_stopped_between_its_two_checkpoints_resumes_to_the_right_best_pt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At an epoch that improves, best.pt is written before last.pt: a run stopped after the
+    first of the two writes (here: the second fails) resumes from the earlier last.pt, redoes the
+    epoch and writes both, so that best.pt is the uninterrupted run's."""
+    import lrkit.train._fit as fit_module
+
+    task = get("logreg-digits")
+    full = fit(task, "adam", "onecycle", 4, lr=0.03, checkpoint_dir=tmp_path / "full")
+    assert full.best_epoch > 1
+
+    written: list[str] = []
+
+    def second_write_fails(path: Path, checkpoint: dict[str, Any], **kwargs: Any) -> Path:
+        if checkpoint["epoch"] == full.best_epoch:
+            written.append(path.name)
+            if len(written) == 2:
+                raise OSError(28, "No space left on device")
+        return save_checkpoint(path, checkpoint, **kwargs)
+
+    monkeypatch.setattr(fit_module, "save_checkpoint", second_write_fails)
+    with pytest.raises(OSError, match="No space left"):
+        fit(task, "adam", "onecycle", 4, lr=0.03, checkpoint_dir=tmp_path / "cut")
+    monkeypatch.undo()
+    fit(task, "adam", "onecycle", 4, lr=0.03, checkpoint_dir=tmp_path / "cut", resume=True)
+    full_best, cut_best = (load_checkpoint(tmp_path / d / "best.pt") for d in ("full", "cut"))
+    assert cut_best["epoch"] == full_best["epoch"] == full.best_epoch
+    assert_same_weights(full_best["model"], cut_best["model"])
+    assert written == ["best.pt", "last.pt"]
+
+
+def test_fit_removes_the_temporary_files_a_killed_run_left(tmp_path: Path) -> None:
+    """A run killed in the middle of a checkpoint write leaves ``.last.pt.*.tmp``: never a valid
+    file, removed when a run starts in the folder; other files stay."""
+    for name in (".last.pt.1a2b3c4d.tmp", ".best.pt.5e6f7a8b.tmp", ".other.pt.1a2b3c4d.tmp", "notes.txt"):
+        (tmp_path / name).write_bytes(b"cut sh")
+    fit(get("logreg-digits"), "adam", "constant", 1, checkpoint_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".other.pt.1a2b3c4d.tmp",
+        "best.pt",
+        "last.pt",
+        "notes.txt",
+    ]

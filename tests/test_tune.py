@@ -560,3 +560,76 @@ def test_a_grid_search_covers_its_grid_around_a_first_trial() -> None:
     assert sorted(t.params["lr"] for t in result.trials[1:]) == [1e-3, 1e-2, 0.1, 1.0]
     auto = tune(TASK, "auto", strategy="grid", grid=3, epochs=1, refit=False)
     assert sorted(t.params["lr"] for t in auto.trials) == grid_points(parse_space(auto.space), 3)["lr"]
+
+
+def test_a_trial_left_running_before_it_started_is_failed_by_the_next_command(tmp_path: Path) -> None:
+    """A worker killed after Optuna made its trial RUNNING but before the trial's first heartbeat
+    leaves a trial that never goes stale; the next command to join the study fails it."""
+    import time
+    import warnings
+
+    import optuna
+
+    space = {"lr": LogFloat(1e-3, 1.0)}
+    kw = dict(strategy="random", trials=1, epochs=1, study="o", out=tmp_path, refit=False, heartbeat=(1, 2))
+    tune(TASK, space, **kw)  # type: ignore[arg-type]
+    url = f"sqlite:///{tmp_path / 'lrkit-studies.db'}"
+    study = optuna.load_study(study_name="o", storage=open_storage(url))
+    with warnings.catch_warnings():  # Optuna says heartbeats are meant for Study.optimize: as here
+        warnings.simplefilter("ignore", UserWarning)
+        orphan = study.ask()  # RUNNING, no heartbeat, never started by lrkit's objective
+    time.sleep(2.2)  # older than the grace period
+    result = tune(TASK, space, **kw)  # type: ignore[arg-type]
+    states = {t.number: t.state for t in result.trials}
+    assert states[orphan.number] == "FAIL" and list(states.values()).count("COMPLETE") == 2
+
+
+def test_a_study_without_lrkit_settings_is_not_joined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna
+
+    import lrkit.tune._api as api
+
+    monkeypatch.setattr(api, "SETTINGS_WAIT", 0.2)
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    optuna.create_study(study_name="plain", storage=open_storage(url))
+    with pytest.raises(ValueError, match=r"study 'plain' in .* has no lrkit settings.*another `study` name"):
+        tune(TASK, {"lr": LogFloat(1e-3, 1.0)}, trials=1, epochs=1, study="plain", storage=url, refit=False)
+
+
+def test_cli_tune_on_a_full_disk_says_so_in_one_line(tmp_path: Path) -> None:
+    """The refit's model cannot be written (files cannot grow past 4 kB, as on a full disk): one
+    line, exit status 1, and no file, not even a temporary one, in the output folder."""
+    import resource
+
+    out = tmp_path / "out"
+    args = ["tune", "--task", TASK, "--strategy", "random", "--trials", "2", "--epochs", "1", "-o", str(out)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # Python ignores SIGXFSZ: EFBIG instead
+    try:
+        res = CliRunner().invoke(app, args)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert f"error: cannot write to {out}: [Errno 27] File too large" in res.output
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("study", [None, "s"])
+def test_cli_tune_interrupted_says_what_it_kept(
+    study: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C: exit status 130 and one line; with a stored study, that its finished trials are kept."""
+    import lrkit.tune
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lrkit.tune, "tune", interrupted)
+    named = [] if study is None else ["--study", study]
+    res = CliRunner().invoke(app, ["tune", "--task", TASK, "--epochs", "1", *named, "-o", str(tmp_path)])
+    assert res.exit_code == 130
+    kept = f"; the finished trials are kept in study 's' in {tmp_path / 'lrkit-studies.db'}; the same "
+    kept += "command joins it"
+    assert res.output == "interrupted" + ("" if study is None else kept) + "\n"

@@ -14,13 +14,17 @@
   refit on train+val, test once; a table, figures and an HTML page.
 - ``lrkit study show|plot --storage URL --study NAME``: a stored study's best trials and figures.
 
-A malformed spec or option ends a command with exit status 2 and a message, never a traceback.
+A malformed spec or option ends a command with exit status 2 and a message, never a traceback;
+an output that cannot be written, with exit status 1 (every file is written atomically: it is its
+earlier version or its new one, never a truncated one); Ctrl-C or SIGTERM, with exit status 130
+and one line, ``interrupted``.
 """
 
 from __future__ import annotations
 
 import typer
 
+from lrkit.cli._common import InterruptibleGroup, stop_on_sigterm
 from lrkit.cli._compare import ListOptionsCommand, compare
 from lrkit.cli._demo import demo
 from lrkit.cli._explain import explain
@@ -33,6 +37,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="lrkit",
+    cls=InterruptibleGroup,
     help="lrkit: learning-rate schedules you can read, check and plot.",
     no_args_is_help=True,
     add_completion=False,
@@ -50,4 +55,5 @@ app.add_typer(study_app, name="study")
 
 def main() -> None:
     """Run the ``lrkit`` command line (the console script's entry point)."""
+    stop_on_sigterm()
     app(prog_name="lrkit")

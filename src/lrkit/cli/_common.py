@@ -1,18 +1,20 @@
-"""Helpers shared by the commands: reading specs and reporting errors without a traceback."""
+"""Helpers shared by the commands: reading specs and reporting errors (and Ctrl-C) without a traceback."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+import signal
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from lrkit._checks import writable_folder
 from lrkit.schedules import Schedule, ScheduleError, parse
@@ -41,6 +43,52 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print `message` to stderr and leave with exit status `code`."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+#: Exit status after Ctrl-C (or SIGTERM), as a shell reports a command that SIGINT stopped.
+EXIT_INTERRUPTED = 130
+
+
+def interrupted(kept: str = "") -> NoReturn:
+    """Print ``interrupted`` (and `kept`: what the command kept) to stderr; exit status 130."""
+    typer.echo("interrupted" + (f"; {kept}" if kept else ""), err=True)
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
+class InterruptibleGroup(TyperGroup):
+    """The command line's group: Ctrl-C (or SIGTERM, see `stop_on_sigterm`) in any command ends it
+    with one line, `interrupted`, and exit status 130, where Typer alone exits silently."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; a `KeyboardInterrupt` that it lets through is said in one line."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM raise `KeyboardInterrupt` in this process, as Ctrl-C does, so that cleanup
+    runs (temporary files removed, worker processes stopped by their owners) instead of the
+    process dying on the spot. A SIGTERM that is ignored or handled already is left so, and a
+    process forked from this one (a worker) dies of SIGTERM as before."""
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    pid = os.getpid()
+
+    def default_in_child() -> None:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def stop(signum: int, frame: object) -> None:
+        if os.getpid() != pid:  # a forked process that kept the handler: die as before
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    os.register_at_fork(after_in_child=default_in_child)
 
 
 #: Columns for tables when the output goes to a file or a pipe (rich assumes 80, and squeezes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperCommand
 
+from lrkit._io import figure_bytes, write_atomic
 from lrkit._words import counted
 from lrkit.cli._common import (
     TaskArgument,
@@ -150,27 +150,27 @@ def runs_table(result: CompareResult, title: str, *, notes: bool = True) -> Tabl
 
 
 def write_outputs(result: CompareResult, out: Path, title: str) -> list[Path]:
-    """Write ``curves.png``, ``table.md``, ``histories.json`` and ``index.html`` into `out`."""
+    """Write ``curves.png``, ``table.md``, ``histories.json`` and ``index.html`` into `out`, each
+    atomically, and none unless all four could be written (`write_atomic`; the page last)."""
     from lrkit.plot import plot_training
-    from lrkit.report import write_report
+    from lrkit.report import render_report
 
+    png, table, hist, page = (out / n for n in ("curves.png", "table.md", "histories.json", "index.html"))
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fig = plot_training(result)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        png = out / "curves.png"
-        png.write_bytes(buf.getvalue())
-        table = out / "table.md"
-        table.write_text(f"# {title}\n\n" + result.table_markdown(), encoding="utf-8")
-        hist = out / "histories.json"
-        hist.write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
-        page = write_report(result, out, title, figures={"training curves": buf.getvalue()})
+        curves = figure_bytes(plot_training(result), "png", dpi=110)
+        return write_atomic(
+            {
+                png: curves,
+                table: f"# {title}\n\n" + result.table_markdown(),
+                hist: json.dumps(result.to_dict(), indent=1),
+                page: render_report(result, title, {"training curves": curves}),
+            }
+        )
     except ImportError as e:
         fail(str(e), code=1)
     except OSError as e:
         fail(f"cannot write to {out}: {e}", code=1)
-    return [png, table, hist, page]
 
 
 def compare(

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from lrkit._io import figure_bytes, write_atomic
 from lrkit.cli._common import TaskArgument, TaskOption, fail, make_console, output_folder, task_name
 from lrkit.schedules import LintWarning, Plateau, Schedule, lint, parse
 
@@ -131,8 +132,8 @@ def build_entries(specs: tuple[str, ...] = GALLERY_SPECS) -> list[GalleryEntry]:
     return entries
 
 
-def draw_gallery(entries: list[GalleryEntry], path: Path) -> None:
-    """Write the grid figure, one small panel per entry, to `path` (PNG)."""
+def draw_gallery(entries: list[GalleryEntry]) -> bytes:
+    """The grid figure, one small panel per entry, as PNG bytes."""
     try:
         import matplotlib
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -157,7 +158,7 @@ def draw_gallery(entries: list[GalleryEntry], path: Path) -> None:
                 loss_ax.set_ylabel("val. loss")
         for ax in axes[len(entries) :]:
             ax.set_visible(False)
-        fig.savefig(path, dpi=100)
+        return figure_bytes(fig, "png", dpi=100)
 
 
 def _fmt(x: float) -> str:
@@ -226,16 +227,18 @@ def render_html(entries: list[GalleryEntry], png: bytes) -> str:
 
 
 def write_gallery(out_dir: Path, entries: list[GalleryEntry]) -> list[Path]:
-    """Write ``gallery.png``, ``index.html`` and ``gallery.json`` into `out_dir`."""
+    """Write ``gallery.png``, ``gallery.json`` and ``index.html`` into `out_dir`, each atomically,
+    and none unless all three could be written (`write_atomic`; the page last)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    png_path = out_dir / "gallery.png"
-    draw_gallery(entries, png_path)
-    html_path = out_dir / "index.html"
-    html_path.write_text(render_html(entries, png_path.read_bytes()), encoding="utf-8")
-    json_path = out_dir / "gallery.json"
+    png = draw_gallery(entries)
     data = {"schedules": [entry.to_json() for entry in entries]}
-    json_path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return [png_path, html_path, json_path]
+    return write_atomic(
+        {
+            out_dir / "gallery.png": png,
+            out_dir / "gallery.json": json.dumps(data, indent=2, allow_nan=False) + "\n",
+            out_dir / "index.html": render_html(entries, png),
+        }
+    )
 
 
 def demo(
@@ -257,7 +260,7 @@ def demo(
     try:
         paths = write_gallery(output, entries)
     except OSError as e:
-        fail(f"cannot write the gallery to {output}: {e}", code=1)
+        fail(f"cannot write to {output}: {e}", code=1)
     console = make_console()
     console.print(summary_table(entries))
     for p in paths:
@@ -279,5 +282,7 @@ def demo(
         fail(str(e), code=1)
     except (TaskError, ValueError) as e:
         fail(str(e))
+    except OSError as e:
+        fail(f"cannot write to {output}: {e}", code=1)
     console.print(summary(tour))
     typer.echo(f"wrote {output / 'index.html'} (one self-contained page)")

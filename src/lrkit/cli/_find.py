@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from lrkit._io import figure_bytes, write_atomic
 from lrkit.cli._common import (
     AmpOption,
     DeviceOption,
@@ -163,8 +164,7 @@ def find(
     png, js = output / "lr_find.png", output / "lr_find.json"
     try:
         output.mkdir(parents=True, exist_ok=True)
-        result.plot(png)
-        result.to_json(js)
+        write_atomic({png: figure_bytes(result.plot(), "png", dpi=120), js: result.to_json() + "\n"})
     except ImportError as e:
         fail(str(e), code=1)
     except OSError as e:

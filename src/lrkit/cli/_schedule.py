@@ -11,6 +11,7 @@ import numpy.typing as npt
 import typer
 from rich.table import Table
 
+from lrkit._io import save_figure
 from lrkit.cli._common import at_least_one, fail, load_spec, make_console
 from lrkit.schedules import Schedule, ScheduleError, lint
 
@@ -123,10 +124,10 @@ def plot(
     except MemoryError:
         fail(f"--steps {steps} is too many steps to draw", code=1)
     try:
-        fig.savefig(output, dpi=120)
+        written = save_figure(fig, output, dpi=120)
     except (OSError, ValueError) as e:
         fail(f"cannot write {output}: {e}", code=1)
-    typer.echo(f"wrote {output}")
+    typer.echo(f"wrote {written}")
 
 
 @schedule_app.command("lint")

@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from lrkit._io import figure_bytes, write_atomic
 from lrkit._words import counted
 
 #: The optimizer of the tour: SGD with momentum 0.9, whose LR matters most.
@@ -39,9 +41,11 @@ def _img(png: bytes, alt: str) -> str:
     )
 
 
-def _append(page: Path, section: str) -> None:
+def _add_section(page: Path, section: str, files: Mapping[Path, bytes | str]) -> None:
+    """Write `files` and `section`, added to the HTML `page`: each atomically, and none unless
+    all could be written (`write_atomic`; the page last)."""
     text = page.read_text(encoding="utf-8")
-    page.write_text(text.replace("</body>", section + "</body>"), encoding="utf-8")
+    write_atomic({**files, page: text.replace("</body>", section + "</body>")})
 
 
 def schedules_at(lr: float, peak: float, total: int) -> list[str]:
@@ -91,21 +95,21 @@ def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12,
     for r in (const, cycle):
         if not math.isfinite(r.suggestion):
             raise ValueError(f"the range test on {task.name} gave no suggestion (status {r.status!r})")
-    const.plot(out_dir / "lr_find.png")
-    const.to_json(out_dir / "lr_find.json")
+    const_png = figure_bytes(const.plot(), "png", dpi=120)
     rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{const.suggestions[k]:.3g}</td>"
         f"<td>{cycle.suggestions.get(k, math.nan):.3g}</td></tr>"
         for k in const.suggestions
     )
-    _append(
+    _add_section(
         page,
         f"<h2>1. LR range test: {html.escape(task.name)}, SGD with momentum 0.9</h2>\n"
         f"<p>Suggested constant LR <b>{const.suggestion:.3g}</b>, "
         f"one-cycle peak <b>{cycle.suggestion:.3g}</b> "
         f"(each verified on the validation split within one training run of {total} steps).</p>\n"
         f"<table><tr><th>rule</th><th>constant</th><th>one-cycle peak</th></tr>{rows}</table>\n"
-        f"{_img((out_dir / 'lr_find.png').read_bytes(), 'LR range test')}\n",
+        f"{_img(const_png, 'LR range test')}\n",
+        {out_dir / "lr_find.png": const_png, out_dir / "lr_find.json": const.to_json() + "\n"},
     )
 
     specs = schedules_at(const.suggestion, cycle.suggestion, total)
@@ -113,12 +117,11 @@ def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12,
         f"[bold]2/3 compare[/bold] constant, step, cosine and one-cycle, {counted(seeds, 'seed')} each"
     )
     result = compare(task_name, schedules=specs, optimizers=[OPTIMIZER], seeds=seeds)
-    fig = plot_training(result)
-    fig.savefig(out_dir / "compare.png", dpi=110)
-    _append(
+    curves = _png(plot_training(result))
+    _add_section(
         page,
-        "<h2>2. Schedules at the suggested LR</h2>\n"
-        + compare_section(result, {"training curves": _png(fig)}),
+        "<h2>2. Schedules at the suggested LR</h2>\n" + compare_section(result, {"training curves": curves}),
+        {out_dir / "compare.png": curves},
     )
     best = result.best()
 
@@ -140,8 +143,11 @@ def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12,
         out=out_dir / "tune",
     )
     figures = {name: _png(f) for name, f in plot_tuning(tuned).items()}
-    tuned.to_json(out_dir / "tuning.json")
-    _append(page, "<h2>3. Tuning the LR</h2>\n" + tuning_section(tuned, figures))
+    _add_section(
+        page,
+        "<h2>3. Tuning the LR</h2>\n" + tuning_section(tuned, figures),
+        {out_dir / "tuning.json": tuned.to_json() + "\n"},
+    )
     return Tour(
         task=task.name,
         constant_lr=const.suggestion,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from lrkit._io import figure_bytes, write_atomic
 from lrkit.cli._common import (
     AmpOption,
     DeviceOption,
@@ -126,14 +126,11 @@ def train(
     from lrkit.plot import plot_training
 
     result = CompareResult.from_histories(the_task, [history], epochs=len(history.epochs))
+    js, png = output / "history.json", output / "curves.png"
     try:
         output.mkdir(parents=True, exist_ok=True)
-        js = output / "history.json"
-        js.write_text(json.dumps(history.to_dict(), indent=1), encoding="utf-8")
-        buf = io.BytesIO()
-        plot_training(result).savefig(buf, format="png", dpi=110)
-        png = output / "curves.png"
-        png.write_bytes(buf.getvalue())
+        curves = figure_bytes(plot_training(result), "png", dpi=110)
+        write_atomic({js: json.dumps(history.to_dict(), indent=1), png: curves})
     except ImportError as e:
         fail(str(e), code=1)
     except OSError as e:

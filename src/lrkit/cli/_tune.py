@@ -11,12 +11,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from lrkit._io import write_atomic
 from lrkit._words import counted
 from lrkit.cli._common import (
     TaskArgument,
     TaskOption,
     check_task_epochs,
     fail,
+    interrupted,
     make_console,
     output_folder,
     task_name,
@@ -47,24 +49,33 @@ def _table(result: Any, limit: int = 15) -> Table:
 
 
 def _write(result: Any, output: Path, console: Console) -> None:
+    """Write the figures, ``tuning.json`` and ``tuning.html`` into `output`, each atomically, and
+    none unless all could be written (`write_atomic`; the page last)."""
     from lrkit.plot import plot_tuning
-    from lrkit.report import write_tuning_report
+    from lrkit.report import render_tuning_report
     from lrkit.report._html import _png
 
     try:
         output.mkdir(parents=True, exist_ok=True)
-        figures = plot_tuning(result)
-        pngs = {}
-        for name, fig in figures.items():
-            fig.savefig(output / f"tuning-{name}.png", dpi=110)
-            pngs[name] = _png(fig)
-        result.to_json(output / "tuning.json")
-        page = write_tuning_report(result, output, figures=pngs)
+        pngs = {name: _png(fig) for name, fig in plot_tuning(result).items()}
+        files: dict[Path, bytes | str] = {output / f"tuning-{name}.png": png for name, png in pngs.items()}
+        files[output / "tuning.json"] = result.to_json() + "\n"
+        files[output / "tuning.html"] = render_tuning_report(result, pngs)
+        write_atomic(files)
     except ImportError as e:
         fail(str(e), code=1)
     except OSError as e:
         fail(f"cannot write to {output}: {e}", code=1)
-    console.print(f"wrote {page}, {output / 'tuning.json'} and {len(figures)} PNG figures")
+    console.print(f"wrote {output / 'tuning.html'}, {output / 'tuning.json'} and {len(pngs)} PNG figures")
+
+
+def _kept(study: str | None, storage: str | None, output: Path) -> str:
+    """What an interrupted ``lrkit tune`` keeps: the finished trials of a stored study."""
+    if study is None and storage is None:
+        return ""
+    where = "the --storage database" if storage is not None else str(output / "lrkit-studies.db")
+    name = "the study" if study is None else f"study {study!r}"
+    return f"the finished trials are kept in {name} in {where}; the same command joins it"
 
 
 def tune(
@@ -163,6 +174,10 @@ def tune(
             fail(str(e))
         except RuntimeError as e:
             fail(str(e), code=1)
+        except OSError as e:  # the refit's model
+            fail(f"cannot write to {output}: {e}", code=1)
+        except KeyboardInterrupt:
+            interrupted(_kept(study, storage, output))
     console.print(_table(result))
     console.print(result.summary())
     if result.checkpoint is not None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lrkit._io import save_figure, write_text_atomic
 from lrkit.finder._rules import noise
 from lrkit.schedules import Schedule, constant, cyclic, onecycle
 
@@ -176,10 +177,11 @@ class FinderResult:
         return _json_safe(d)
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """The result as JSON text; also written to `path` if given."""
+        """The result as JSON text; also written to `path` if given (atomically: a failed write
+        leaves an earlier file there whole)."""
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            write_text_atomic(path, text + "\n")
         return text
 
     @classmethod
@@ -223,7 +225,7 @@ class FinderResult:
     def plot(self, path: str | Path | None = None) -> Figure:
         """The loss against the LR (log axis), smoothed curve, suggestions and interval; below
         it, when the result was verified, each candidate's score with its standard error (see
-        `Verification`), on the same LR axis."""
+        `Verification`), on the same LR axis. Saved to `path` when given (atomically)."""
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure
@@ -276,7 +278,7 @@ class FinderResult:
         ax.legend(fontsize="x-small", loc="best")
         ax.grid(True, alpha=0.3, which="both")
         if path is not None:
-            fig.savefig(path, dpi=120)
+            save_figure(fig, path, dpi=120)
         return fig
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lrkit._io import figure_bytes, write_text_atomic
 from lrkit._words import counted
 
 if TYPE_CHECKING:
@@ -30,9 +30,7 @@ img { max-width: 100%; }
 
 
 def _png(fig: object) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)  # type: ignore[attr-defined]
-    return buf.getvalue()
+    return figure_bytes(fig, "png", dpi=110)
 
 
 def render_report(result: CompareResult, title: str, figures: Mapping[str, bytes]) -> str:
@@ -110,7 +108,8 @@ def write_report(
     *,
     figures: Mapping[str, bytes] | None = None,
 ) -> Path:
-    """Write ``index.html`` into `out_dir` (created if needed) and return its path.
+    """Write ``index.html`` into `out_dir` (created if needed) and return its path. The file is
+    written atomically: a failed write leaves an earlier page there whole.
 
     The page holds everything: the table of runs (final validation metric mean ± std over seeds,
     divergences, seconds per run, and `explain`'s interpretation lines) and the figures as base64
@@ -132,6 +131,4 @@ def write_report(
         figures = {"training curves": _png(plot_training(result))}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "index.html"
-    path.write_text(render_report(result, title, figures), encoding="utf-8")
-    return path
+    return write_text_atomic(out / "index.html", render_report(result, title, figures))

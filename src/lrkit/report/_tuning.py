@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lrkit._io import write_text_atomic
 from lrkit._words import counted
 from lrkit.report._html import _CSS
 
@@ -95,7 +96,8 @@ def write_tuning_report(
     title: str = "lrkit: tuning",
     figures: Mapping[str, bytes] | None = None,
 ) -> Path:
-    """Write ``tuning.html`` (with its figures embedded) into `out_dir` and return its path.
+    """Write ``tuning.html`` (with its figures embedded) into `out_dir` and return its path,
+    atomically (a failed write leaves an earlier page there whole).
 
     Args:
         result: what `lrkit.tune.tune` or `load_result` returned.
@@ -109,6 +111,4 @@ def write_tuning_report(
         figures = {name: _png(fig) for name, fig in plot_tuning(result).items()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "tuning.html"
-    path.write_text(render_tuning_report(result, figures, title), encoding="utf-8")
-    return path
+    return write_text_atomic(out / "tuning.html", render_tuning_report(result, figures, title))

@@ -14,15 +14,14 @@ A checkpoint is a dict (written with `torch.save`) with these keys:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from lrkit._io import atomic_file
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -94,9 +93,10 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any], *, tag: str = 
     """Write `checkpoint` to `path` atomically.
 
     The data goes to a temporary file in the same folder, is flushed and fsynced, and then
-    replaces `path` in one `os.replace`: a crash or an error at any point leaves the previous file
-    at `path` as it was. The format tag is added: `CHECKPOINT_FORMAT` for a training checkpoint
-    that `load_checkpoint` reads, or another `tag` for other files written the same way.
+    replaces `path` in one `os.replace` (`lrkit._io.atomic_file`): a crash or an error at any
+    point leaves the previous file at `path` as it was. The format tag is added:
+    `CHECKPOINT_FORMAT` for a training checkpoint that `load_checkpoint` reads, or another `tag`
+    for other files written the same way.
 
     Returns:
         The path written.
@@ -104,23 +104,8 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any], *, tag: str = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {**checkpoint, "format": tag}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    with atomic_file(path) as f:
+        torch.save(data, f)
     return path
 
 

@@ -15,10 +15,10 @@ import pickle
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lrkit._procs import worker_setup
 from lrkit.tasks import Task, load
 from lrkit.tasks import names as task_names
 from lrkit.tasks._base import task_epochs
@@ -69,8 +69,13 @@ def _warm_up() -> None:
     torch.optim.SGD([p], lr=0.1).step()
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
+    """Set up a process that runs jobs: one thread; in a worker process (`parent` given), one that
+    stops with its parent (`worker_setup`)."""
     import torch
+
+    if parent is not None:
+        worker_setup(parent)
 
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)  # runs at a far too large LR would crawl on denormal floats
@@ -129,10 +134,11 @@ def _execute(
     if method == "fork":
         _warm_up()  # the workers inherit what this process has imported and loaded
     ctx = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker) as pool:
-        futures = [pool.submit(_run_job, j) for j in jobs]
-        for done, f in enumerate(futures, start=1):
-            out.append(f.result())
+    # multiprocessing's Pool, whose terminate() is made for stopping workers in the middle of a
+    # job: an interrupt, or a job that raised, ends them at once (the other results are not wanted)
+    with ctx.Pool(n, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
+        for done, result in enumerate(pool.imap(_run_job, jobs, chunksize=1), start=1):
+            out.append(result)
             if on_done is not None:
                 on_done(done, len(jobs))
     return out

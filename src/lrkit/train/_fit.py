@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from lrkit._checks import positive_or_none, writable_folder
+from lrkit._io import remove_temporaries
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import make
 from lrkit.schedules import Schedule, from_config
@@ -186,7 +187,8 @@ def fit(
             monitored value, and (``restore_best``) end with the best epoch's weights.
         checkpoint_dir: a folder for ``last.pt`` (after every epoch) and ``best.pt`` (after every
             epoch that improves the monitored value: early stopping's if given, else the task's
-            metric). Both are written atomically and never from a diverged state.
+            metric). Both are written atomically (``best.pt`` first) and never from a diverged
+            state; temporary files of theirs that a killed run left there are removed at the start.
         resume: continue from ``checkpoint_dir/last.pt`` when it exists (start afresh when it
             does not): finished epochs are skipped, and the model, optimizer, schedule, early
             stopping, history and RNG states are restored, so on the CPU the run reproduces the
@@ -238,6 +240,8 @@ def fit(
         raise ValueError(f"fit: amp=True supports the 'cpu' and 'cuda' devices, got device={device!r}")
     if checkpoint_dir is not None:
         writable_folder(checkpoint_dir, "checkpoint_dir", "fit: ")
+        for name in ("last.pt", "best.pt"):  # left by a run killed mid-write; never a valid file
+            remove_temporaries(checkpoint_dir, name)
     start = time.perf_counter()
 
     torch.manual_seed(seed)
@@ -376,9 +380,11 @@ def fit(
                         "clip_grad_norm": clip_grad_norm,
                         "rng": rng_state(),
                     }
-                    save_checkpoint(folder / "last.pt", payload)
+                    # best.pt first: a run stopped between the two resumes from the earlier
+                    # last.pt and redoes this epoch, writing both again
                     if improved:
                         save_checkpoint(folder / "best.pt", payload)
+                    save_checkpoint(folder / "last.pt", payload)
                 if on_epoch is not None:
                     on_epoch(history)
     finally:

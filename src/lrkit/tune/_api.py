@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import math
+import os
 import secrets
 import time
 import warnings
@@ -310,8 +312,9 @@ def _tune(
         the_study = optuna.load_study(study_name=study_name, storage=store, pruner=make_pruner(plan))
         created = False
         if existing is None:
-            existing = the_study.user_attrs.get("lrkit")
+            existing = _settings_of(the_study, study_name, url)
             check_plan(existing, plan, study_name)
+        _fail_unstarted(the_study, older_than=heartbeat[1])  # left by a command killed earlier
     if created:
         the_study.set_user_attr("lrkit", describe(plan))
         if start is not None:
@@ -380,7 +383,7 @@ def _supervise(
     def start(i: int) -> Any:
         p = ctx.Process(
             target=_worker_main,
-            args=(plan, task, url, study_name, tickets, i, deadline, heartbeat, sampler_seed),
+            args=(plan, task, url, study_name, tickets, i, deadline, heartbeat, sampler_seed, os.getpid()),
             daemon=False,
         )
         p.start()
@@ -412,6 +415,14 @@ def _supervise(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)
+                # a trial the worker took and died with before starting it has no heartbeat to go
+                # stale: it is failed here, and its ticket given back for a fresh trial
+                unstarted = _fail_unstarted(study, older_than=heartbeat[1] + heartbeat[0])
+                with tickets.get_lock():
+                    tickets.value += unstarted
+                if unstarted and not procs:
+                    procs[next_index] = start(next_index)
+                    next_index += 1
             if dying:
                 requeued = copies() - credited
                 credited |= requeued
@@ -435,6 +446,52 @@ def _supervise(
             f"{'; '.join(errors)} (its traceback is printed above); the trials that finished are kept "
             f"in study {study_name!r}"
         )
+
+
+#: Seconds a joining command waits for the settings of a study another command has just made.
+SETTINGS_WAIT = 5.0
+
+
+def _settings_of(study: Any, name: str, url: str | None) -> dict[str, Any]:
+    """The lrkit settings of a study another command made; it writes them just after making the
+    study, so they are waited for a moment. A study without them was not made by lrkit (or the
+    command that made it stopped at once): joining it would mix experiments, so it is refused."""
+    deadline = time.monotonic() + SETTINGS_WAIT
+    while True:
+        settings = study.user_attrs.get("lrkit")
+        if settings is not None:
+            return dict(settings)
+        if time.monotonic() >= deadline:
+            raise ValueError(
+                f"study {name!r} in {mask(url or '')} has no lrkit settings: it was not made by lrkit "
+                "tune, or the command that made it stopped before writing them; give another `study` name"
+            )
+        time.sleep(0.2)
+
+
+def _fail_unstarted(study: Any, older_than: float) -> int:
+    """Fail the trials taken by a worker that died before it started them; returns how many.
+
+    Optuna makes a trial RUNNING as it draws the trial's parameters, before the trial's first
+    heartbeat, and a trial without a heartbeat is never found stale: one whose worker was killed
+    in between would stay RUNNING for ever. lrkit's objective marks every trial it starts (the
+    ``worker`` attribute, right after the first heartbeat); a RUNNING trial without the mark,
+    older than `older_than` seconds, was left that way.
+    """
+    import optuna
+
+    now = datetime.datetime.now()  # Optuna keeps naive local times
+    failed = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if "worker" in t.user_attrs or t.datetime_start is None:
+            continue
+        if (now - t.datetime_start).total_seconds() > older_than:
+            try:
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            except (ValueError, RuntimeError):  # finished meanwhile after all
+                continue
+            failed += 1
+    return failed
 
 
 def load_result(storage: str, study: str) -> TuneResult:

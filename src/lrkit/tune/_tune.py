@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from lrkit._procs import worker_setup
 from lrkit.tasks import Task, load
 from lrkit.train._schedule import schedule_warnings_once
 from lrkit.tune._evaluate import RESERVED, evaluate, resolve
@@ -243,8 +244,11 @@ def _trials(
 
 
 def _worker_main(plan: Plan, task: Task | str, storage: str, study_name: str, tickets: Any, worker: int,
-                 deadline: float | None, heartbeat: tuple[int, int], sampler_seed: int) -> None:  # fmt: skip
+                 deadline: float | None, heartbeat: tuple[int, int], sampler_seed: int,
+                 parent: int) -> None:  # fmt: skip
     import optuna
+
+    worker_setup(parent)  # stops with the command; its trial, left RUNNING, goes stale and runs again
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a worker process: lrkit reports trials
     work(plan, task, storage, study_name, tickets, worker=worker, deadline=deadline, heartbeat=heartbeat,
