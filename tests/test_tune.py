@@ -390,6 +390,24 @@ def test_storage_urls_never_show_the_password() -> None:
     assert "hunter2" not in str(e.value)
     with pytest.raises(ValueError, match="`grace_period` must be longer than `heartbeat_interval`"):
         open_storage("sqlite:///x.db", heartbeat_interval=5, grace_period=5)
+    # a raw "@" in the password, and libpq's password parameter in the query
+    for url in (
+        "postgresql://ann:Hunt@er2Secret@127.0.0.1:1/db",
+        "postgresql://ann@127.0.0.1:1/db?password=er2Secret",
+    ):
+        assert "er2Secret" not in mask(url)
+        with pytest.raises(StorageError) as e:
+            open_storage(url)
+        assert "er2Secret" not in str(e.value)
+
+
+def test_postgres_url_parameters_in_the_query_are_used(postgres_url: str) -> None:
+    """libpq's parameters in the query (sslmode, a password, a Unix socket's host) reach the
+    connection check, as they reach the study's own connections."""
+    load = f"{postgres_url}?sslmode=disable&application_name=lrkit-test"
+    assert open_storage(load) is not None
+    with pytest.raises(StorageError, match="cannot connect"):
+        open_storage(f"{postgres_url}?sslmode=require")  # the throwaway server has no TLS
 
 
 def test_postgres_url_without_driver_works(postgres_url: str) -> None:
@@ -633,3 +651,37 @@ def test_cli_tune_interrupted_says_what_it_kept(
     kept = f"; the finished trials are kept in study 's' in {tmp_path / 'lrkit-studies.db'}; the same "
     kept += "command joins it"
     assert res.output == "interrupted" + ("" if study is None else kept) + "\n"
+
+
+def test_a_grid_search_on_two_workers_runs_every_point_once(tmp_path: Path) -> None:
+    """Optuna's grid sampler tells the points done by their index in its shuffled grid: every
+    process must shuffle it alike, or the workers repeat some points and skip others."""
+    space = {"lr": Choice((0.001, 0.01, 0.03, 0.1, 0.3))}
+    result = tune(TASK, space, strategy="grid", epochs=1, workers=2, study="g", out=tmp_path, refit=False)
+    assert sorted(t.params["lr"] for t in result.trials) == [0.001, 0.01, 0.03, 0.1, 0.3]
+    again = tune(TASK, space, strategy="grid", epochs=1, study="g", out=tmp_path, refit=False)
+    assert len(again.trials) == 5  # a finished grid: a joining command adds nothing
+
+
+def test_a_database_failure_under_a_study_is_said_in_one_line_without_the_password() -> None:
+    import optuna
+    import sqlalchemy.exc
+
+    from lrkit.tune._storage import database_failure
+
+    url = "postgresql://ann:pw123@127.0.0.1:5/db"
+    try:
+        try:
+            raise sqlalchemy.exc.OperationalError(
+                "commit", {}, Exception("server closed the connection pw123")
+            )
+        except sqlalchemy.exc.OperationalError as inner:
+            raise optuna.exceptions.StorageInternalError(
+                "An exception is raised during the commit."
+            ) from inner
+    except optuna.exceptions.StorageInternalError as e:
+        said = database_failure(e, url)
+    assert said is not None and "\n" not in said and "pw123" not in said
+    assert said.startswith("the study's database failed (postgresql://ann:***@127.0.0.1:5/db): ")
+    assert "server closed the connection ***" in said
+    assert database_failure(ValueError("not the database"), url) is None

@@ -132,6 +132,7 @@ def tune(
 
     from lrkit.tasks import TaskError
     from lrkit.tune import tune as run_tune
+    from lrkit.tune._storage import database_failure
 
     torch.set_num_threads(1)
     console = make_console()
@@ -178,6 +179,11 @@ def tune(
             fail(f"cannot write to {output}: {e}", code=1)
         except KeyboardInterrupt:
             interrupted(_kept(study, storage, output))
+        except Exception as e:  # the database failed under the study: one line, as for the rest
+            said = database_failure(e, storage)
+            if said is None:
+                raise
+            fail(said, code=1)
     console.print(_table(result))
     console.print(result.summary())
     if result.checkpoint is not None:

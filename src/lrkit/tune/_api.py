@@ -443,7 +443,7 @@ def _supervise(
             p.join()
     if errors:
         raise RuntimeError(
-            f"{'; '.join(errors)} (its traceback is printed above); the trials that finished are kept "
+            f"{'; '.join(errors)} (its error is printed above); the trials that finished are kept "
             f"in study {study_name!r}"
         )
 

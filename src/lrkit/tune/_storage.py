@@ -7,6 +7,8 @@ appear in a message: every URL shown to the user goes through `mask`.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sqlite3
 import warnings
 from pathlib import Path
@@ -46,6 +48,17 @@ def _mask_text(url: str) -> str:
     return f"{head}://{user}{':***' if ':' in userinfo else ''}@{host}"
 
 
+def _raw_password_parts(url: str) -> list[str]:
+    """The password of `url` read up to its last "@", and its pieces between raw "@"s (a driver
+    that splits at the first "@" shows the rest as part of the host name)."""
+    authority = url.partition("://")[2].split("/", 1)[0]
+    userinfo = authority.rpartition("@")[0]
+    if ":" not in userinfo:
+        return []
+    password = userinfo.split(":", 1)[1]
+    return sorted({password, *password.split("@")} - {""}, key=len, reverse=True)
+
+
 def mask(url: str) -> str:
     """`url` with its password replaced by ``***``.
 
@@ -53,13 +66,42 @@ def mask(url: str) -> str:
     'postgresql://ann:***@db.example:5432/studies'
     >>> mask("sqlite:///runs/study.db")
     'sqlite:///runs/study.db'
+    >>> mask("postgresql://ann:Hunt@er2@db.example/studies"), mask("postgresql://ann@db/s?password=x&sslmode=require")
+    ('postgresql://ann:***@db.example/studies', 'postgresql://ann@db/s?password=***&sslmode=require')
     """
-    try:
-        parsed = _url(url)
-    except StorageError:
-        return _mask_text(url)
-    text: str = parsed.render_as_string(hide_password=True)
-    return text
+    rest = url.partition("://")[2]
+    if rest.split("/", 1)[0].count("@") > 1:  # a raw "@" in the password: the last "@" ends it
+        text = _mask_text(url)
+    else:
+        try:
+            text = _url(url).render_as_string(hide_password=True)
+        except StorageError:
+            text = _mask_text(url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", text)  # libpq's password parameter
+
+
+def database_failure(error: BaseException, url: str | None) -> str | None:
+    """One line for an error of the study's database under a running study (the server went away,
+    a lost connection: Optuna's `StorageInternalError`, SQLAlchemy's or psycopg's errors), with
+    the URL's password hidden; None for any other error."""
+    import optuna
+
+    kinds = tuple(type(e) for e in (error, error.__cause__, error.__context__) if e is not None)
+    if not any(
+        issubclass(k, optuna.exceptions.StorageInternalError)
+        or k.__module__.split(".")[0] in ("sqlalchemy", "psycopg")
+        for k in kinds
+    ):
+        return None
+    deepest = error.__cause__ or error.__context__ or error
+    text = (str(deepest).strip().splitlines() or [type(deepest).__name__])[0]
+    if url is not None:
+        with contextlib.suppress(StorageError):
+            password = _url(normalize_url(url)).password
+            if password:
+                text = text.replace(str(password), "***")
+    where = "" if url is None else f" ({mask(url)})"
+    return f"the study's database failed{where}: {text}"
 
 
 def normalize_url(url: str) -> str:
@@ -114,7 +156,7 @@ def _prepare_sqlite(parsed: Any, shown: str, create: bool) -> None:
         raise StorageError(f"`storage` {shown!r}: cannot open the SQLite file: {e}") from None
 
 
-def _check_postgres(parsed: Any, shown: str) -> None:
+def _check_postgres(parsed: Any, shown: str, raw: str) -> None:
     """Connect once with a short timeout, so an unreachable server fails fast and clearly."""
     try:
         import psycopg
@@ -130,12 +172,15 @@ def _check_postgres(parsed: Any, shown: str) -> None:
         kwargs["user"] = parsed.username
     if parsed.password:
         kwargs["password"] = parsed.password
+    # libpq's parameters given in the query (sslmode, a Unix socket's host, password, ...)
+    kwargs.update({k: v for k, v in parsed.query.items() if isinstance(v, str)})
     try:
         psycopg.connect(**kwargs).close()
     except psycopg.Error as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if parsed.password:
-            reason = reason.replace(str(parsed.password), "***")
+        for secret in (parsed.password, kwargs.get("password"), *_raw_password_parts(raw)):
+            if secret:
+                reason = reason.replace(str(secret), "***")
         raise StorageError(f"`storage` {shown!r}: cannot connect to the database: {reason}") from None
 
 
@@ -175,7 +220,7 @@ def open_storage(
         _prepare_sqlite(parsed, shown, create)
         engine_kwargs["connect_args"] = {"timeout": 60}
     elif parsed.get_backend_name() == "postgresql":
-        _check_postgres(parsed, shown)
+        _check_postgres(parsed, shown, full)
         engine_kwargs["pool_pre_ping"] = True
     with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we rely on
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

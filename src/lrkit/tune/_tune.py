@@ -11,6 +11,7 @@ import math
 import multiprocessing
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -29,7 +30,7 @@ from lrkit.tune._space import (
     grid_points,
     parse_space,
 )
-from lrkit.tune._storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, open_storage
+from lrkit.tune._storage import GRACE_PERIOD, HEARTBEAT_INTERVAL, database_failure, open_storage
 
 __all__ = ["PRUNERS", "STRATEGIES", "Plan", "make_pruner", "make_sampler"]
 
@@ -74,12 +75,15 @@ def _startup(plan: Plan) -> int:
 
 def make_sampler(plan: Plan, worker: int = 0, *, seed: int | None = None) -> Any:
     """The Optuna sampler of `plan.strategy`, seeded with ``seed + 1000 * worker`` (`seed`:
-    ``plan.seed`` by default), so that each worker of a command draws its own trials."""
+    ``plan.seed`` by default), so that each worker of a command draws its own trials; a grid
+    search, with ``plan.seed`` in every process (see below)."""
     import optuna
 
-    seed = (plan.seed if seed is None else seed) + 1000 * worker
     if plan.strategy == "grid":
-        return optuna.samplers.GridSampler(grid_points(plan.params(), plan.grid_points), seed=seed)
+        # Every process of a study draws the same shuffled grid: Optuna's grid sampler knows the
+        # points done by their index in it, and another order would repeat some and skip others.
+        return optuna.samplers.GridSampler(grid_points(plan.params(), plan.grid_points), seed=plan.seed)
+    seed = (plan.seed if seed is None else seed) + 1000 * worker
     if plan.strategy == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if plan.strategy == "tpe":
@@ -251,8 +255,15 @@ def _worker_main(plan: Plan, task: Task | str, storage: str, study_name: str, ti
     worker_setup(parent)  # stops with the command; its trial, left RUNNING, goes stale and runs again
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a worker process: lrkit reports trials
-    work(plan, task, storage, study_name, tickets, worker=worker, deadline=deadline, heartbeat=heartbeat,
-         sampler_seed=sampler_seed)  # fmt: skip
+    try:
+        work(plan, task, storage, study_name, tickets, worker=worker, deadline=deadline,
+             heartbeat=heartbeat, sampler_seed=sampler_seed)  # fmt: skip
+    except Exception as e:  # the database failed: one line, not a traceback of the driver's
+        said = database_failure(e, storage)
+        if said is None:
+            raise
+        print(f"error: worker {worker}: {said}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def check_space(space: Mapping[str, Param], optimizer: str, schedule: str) -> None:
