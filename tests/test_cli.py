@@ -193,6 +193,7 @@ def test_demo_writes_the_gallery(tmp_path: Path) -> None:
     tuned = json.loads((out / "tuning.json").read_text(encoding="utf-8"))
     assert len(tuned["trials"]) == 4 and tuned["pruner"] == "asha" and tuned["test_metric"] > 0.8
     assert all(lr / 10 * 0.999 <= t["params"]["lr"] <= lr * 10 * 1.001 for t in tuned["trials"])
+    assert tuned["trials"][0]["params"]["lr"] == float(f"{lr:.3g}")  # the LR the comparison trained
     assert page.count("data:image/png;base64,") == 5  # gallery, range test, curves, history, lr
     assert "refit on train+val" in result.stdout and "test accuracy" in result.stdout
     assert (out / "tune" / "final.pt").exists()

@@ -139,7 +139,7 @@ def run_tour(out_dir: Path, task_name: str, *, seeds: int = 2, trials: int = 12,
         trials=trials,
         optimizer=OPTIMIZER,
         schedule="constant",
-        first={"lr": float(f"{const.suggestion:.4g}")},
+        first={"lr": float(f"{const.suggestion:.3g}")},  # the LR the comparison trained (`schedules_at`)
         out=out_dir / "tune",
     )
     figures = {name: _png(f) for name, f in plot_tuning(tuned).items()}
