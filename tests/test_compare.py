@@ -396,3 +396,16 @@ def test_a_full_disk_leaves_the_earlier_outputs_whole(
     assert f"error: cannot write to {out}: [Errno 27] File too large" in res.output
     assert "Traceback" not in res.output
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # and no temporary file left
+
+
+def test_explain_calls_a_finite_loss_that_blew_up_by_its_name() -> None:
+    from lrkit.train._explain import interpret
+
+    reference = _history("sgd", 0.1, diverged=False)
+    blown = History(task=TASK, optimizer="sgd", schedule="constant", seed=0)
+    blown.lrs = [1.0] * 6
+    blown.losses = [24.9, 1e3, 3e5, 2e7, 9e7, 4.8e8]
+    for loss in (2e5, 4.8e8):
+        blown.add_epoch(train_loss=loss, val_loss=loss, val_metric=0.1, lr=1.0, seconds=0.1)
+    note = interpret(blown, reference, steps_per_epoch=3)
+    assert note.startswith("blew up: the training loss grew from 24.9 to 4.8e+08 without becoming non-finite")

@@ -133,6 +133,10 @@ def _loss_summary(h: History, steps_per_epoch: int) -> tuple[float, float, float
     return first, last, fall
 
 
+#: A run whose last epoch's training loss is this many times its first epoch's has blown up.
+BLOWN_UP = 100.0
+
+
 def interpret(
     history: History,
     reference: History,
@@ -145,7 +149,8 @@ def interpret(
 
     `reference` is the run at the suggested LR (`history` may be the same run). The line names
     what the numbers show: a divergence (the step where the loss stopped being finite), an LR too
-    small (the loss still falling at the end and the metric behind the reference's), an
+    small (the loss still falling at the end and the metric behind the reference's), a loss that
+    blew up while it stayed finite (its last epoch's loss `BLOWN_UP` times its first one's), an
     oscillation (step-to-step changes of the loss at least `NOISY` times the reference's), an LR
     too large without oscillation (a loss that does not fall, or a worse metric), or a run that
     trains as well as the reference or better.
@@ -179,6 +184,11 @@ def interpret(
     if lr < ref_lr and (worse or last > 1.05 * ref_last):
         still = f", still falling {fall:.0%} in the last epoch" if math.isfinite(fall) and fall > 0 else ""
         return f"too small: the loss falls slowly, from {first:.3g} to {last:.3g}{still}; {val}, {against}"
+    if lr > ref_lr and first > 0 and last > BLOWN_UP * first:
+        return (
+            f"blew up: the training loss grew from {first:.3g} to {last:.3g} without becoming non-finite "
+            f"(diverged in all but name); {val}, {against}"
+        )
     if lr > ref_lr and math.isfinite(ratio) and ratio >= NOISY and not better:
         return (
             f"oscillates: the loss jumps by {rough:.2g} from step to step, {ratio:.1f}x as much as at "
