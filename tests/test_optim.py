@@ -138,3 +138,24 @@ def test_bad_override_is_a_value_error() -> None:
         make("sgd", torch.nn.Linear(2, 1).parameters(), betas=(0.9, 0.99))
     with pytest.raises(ValueError, match="momentum"):
         make("momentum", torch.nn.Linear(2, 1).parameters(), momentum=-1.0)
+    # torch's own checks come back in make's words: the optimizer, the arguments and their values
+    told = r"^make: optimizer 'nesterov' .* rejects the arguments \['momentum'\] \(momentum=0\): Nesterov"
+    with pytest.raises(ValueError, match=told):
+        make("nesterov", torch.nn.Linear(2, 1).parameters(), momentum=0)
+    with pytest.raises(ValueError, match=r"^make: optimizer 'adam' .*\(betas=\(1.5, 0.9\)\): Invalid beta"):
+        make("adam", torch.nn.Linear(2, 1).parameters(), betas=(1.5, 0.9))
+    with pytest.raises(ValueError, match=r"^make: optimizer 'sgd' .* cannot be built: params argument"):
+        make("sgd", next(torch.nn.Linear(2, 1).parameters()))
+
+
+def test_a_tensor_lr_is_given_to_the_optimizer_as_it_is() -> None:
+    import numpy as np
+
+    lr = torch.tensor(1e-3)
+    opt = make("adam", torch.nn.Linear(2, 1).parameters(), lr)
+    assert opt.param_groups[0]["lr"] is lr
+    assert make("adam", torch.nn.Linear(2, 1).parameters(), np.float32(1e-3)).defaults["lr"] == pytest.approx(
+        1e-3
+    )
+    with pytest.raises(ValueError, match=r"`lr` must be a finite number > 0"):
+        make("adam", torch.nn.Linear(2, 1).parameters(), torch.tensor(-1.0))

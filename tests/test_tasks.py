@@ -546,3 +546,17 @@ def test_train_a_given_model_in_place() -> None:
     x, y = task.data().val
     with torch.no_grad():
         assert task.score(model(x), y) == result.val_metric
+
+
+def test_evaluate_split_puts_back_each_submodules_mode() -> None:
+    """A frozen BatchNorm (in eval mode inside a model in train mode) stays frozen."""
+    from lrkit.tasks import evaluate_split
+
+    task = get("cnn-digits")
+    model = task.model(0)
+    model.train()
+    frozen = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    frozen.eval()
+    before = [m.training for m in model.modules()]
+    evaluate_split(task, model, "val")
+    assert [m.training for m in model.modules()] == before and not frozen.training

@@ -221,5 +221,7 @@ def resolve_device(text: str) -> torch.device:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError, NotImplementedError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if len(first) > 200:  # torch's dispatcher lists every backend it was built with
+            first = f"this torch build cannot make tensors on {device.type!r}"
         fail(f"--device {text!r} is not available here ({first})")
     return device

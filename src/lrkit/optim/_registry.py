@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import torch
 
 from lrkit.optim._dog import DoG
@@ -201,7 +202,9 @@ def get(name: str) -> OptimizerSpec:
     return spec
 
 
-def make(name: str, params: Params, lr: float | None = None, **overrides: Any) -> torch.optim.Optimizer:
+def make(
+    name: str, params: Params, lr: float | torch.Tensor | None = None, **overrides: Any
+) -> torch.optim.Optimizer:
     """Build the optimizer `name` over `params`.
 
     Args:
@@ -209,7 +212,9 @@ def make(name: str, params: Params, lr: float | None = None, **overrides: Any) -
         params: the parameters (or param-group dicts) to optimize, or the ``torch.nn.Module``
             whose parameters to optimize (required by the names with `OptimizerSpec.needs_model`,
             such as ``"kfac"``).
-        lr: the learning rate, finite and > 0; None uses the name's `OptimizerSpec.default_lr`.
+        lr: the learning rate, finite and > 0; None uses the name's `OptimizerSpec.default_lr`. A
+            one-element float tensor is given to the optimizer as it is (a tensor LR, which a
+            ``torch.compile``d step reads without recompiling), where the optimizer takes one.
         **overrides: keyword arguments of the torch optimizer, replacing the name's settings
             (``make("momentum", params, momentum=0.95)``).
 
@@ -237,11 +242,19 @@ def make(name: str, params: Params, lr: float | None = None, **overrides: Any) -
         )
     if lr is None:
         lr = spec.default_lr
-    elif isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0.0 < lr < math.inf):
+    tensor_lr = isinstance(lr, torch.Tensor) and lr.numel() == 1 and lr.is_floating_point()
+    value: Any = lr.item() if isinstance(lr, torch.Tensor) and tensor_lr else lr  # kept as a tensor
+    if isinstance(value, np.floating):
+        value = lr = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < value < math.inf):
         raise ValueError(f"make: `lr` must be a finite number > 0 (or None for the default), got lr={lr!r}")
     try:
-        return spec.build(params, float(lr), **overrides)
-    except TypeError as e:
+        return spec.build(params, lr if tensor_lr else float(value), **overrides)
+    except (TypeError, ValueError) as e:  # torch's checks, in the caller's words
+        if not overrides:
+            raise ValueError(f"make: optimizer {name!r} ({spec.build!r}) cannot be built: {e}") from None
+        given = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))
         raise ValueError(
-            f"make: optimizer {name!r} ({spec.build!r}) rejects the arguments {sorted(overrides)}: {e}"
+            f"make: optimizer {name!r} ({spec.build!r}) rejects the arguments {sorted(overrides)} "
+            f"({given}): {e}"
         ) from None

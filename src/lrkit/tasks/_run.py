@@ -129,7 +129,7 @@ def evaluate_split(
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # each submodule's (a frozen BatchNorm)
     model.eval()
     try:
         with torch.no_grad():
@@ -140,7 +140,8 @@ def evaluate_split(
                 return math.nan, math.nan
             return float(task.loss(out, y)), float(task.score(out, y))
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
 
 
 def train(
