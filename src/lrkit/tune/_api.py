@@ -185,7 +185,8 @@ def tune(
         timeout: seconds after which no new trial starts.
         seed: seeds the samplers (worker i uses seed + 1000 i), folds, models and batch order. A
             command that joins an existing study seeds its samplers afresh instead, so that it does
-            not draw again the trials the study already has.
+            not draw again the trials the study already has (a grid search keeps `seed`: its
+            processes share the grid's points out by their place in the seed's shuffled order).
         refit: retrain the best configuration on train+val and score the test split once.
         out: a folder for the refit checkpoint (``final.pt``) and, with `study`, the default SQLite file.
         grid: points per continuous parameter for ``"grid"``.
