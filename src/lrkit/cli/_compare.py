@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperCommand
 
-from lrkit._io import figure_bytes, write_atomic
+from lrkit._io import write_atomic
 from lrkit._words import counted
 from lrkit.cli._common import (
     TaskArgument,
@@ -154,11 +154,12 @@ def write_outputs(result: CompareResult, out: Path, title: str) -> list[Path]:
     atomically, and none unless all four could be written (`write_atomic`; the page last)."""
     from lrkit.plot import plot_training
     from lrkit.report import render_report
+    from lrkit.report._html import _png
 
     png, table, hist, page = (out / n for n in ("curves.png", "table.md", "histories.json", "index.html"))
     try:
         out.mkdir(parents=True, exist_ok=True)
-        curves = figure_bytes(plot_training(result), "png", dpi=110)
+        curves = _png(plot_training(result))
         return write_atomic(
             {
                 png: curves,

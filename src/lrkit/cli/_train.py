@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lrkit._io import figure_bytes, write_atomic
+from lrkit._io import write_atomic
 from lrkit.cli._common import (
     AmpOption,
     DeviceOption,
@@ -124,12 +124,13 @@ def train(
         highlight=False,
     )
     from lrkit.plot import plot_training
+    from lrkit.report._html import _png
 
     result = CompareResult.from_histories(the_task, [history], epochs=len(history.epochs))
     js, png = output / "history.json", output / "curves.png"
     try:
         output.mkdir(parents=True, exist_ok=True)
-        curves = figure_bytes(plot_training(result), "png", dpi=110)
+        curves = _png(plot_training(result))
         write_atomic({js: json.dumps(history.to_dict(), indent=1), png: curves})
     except ImportError as e:
         fail(str(e), code=1)

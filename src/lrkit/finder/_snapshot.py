@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrkit.finder._sweep import modes_now
+from lrkit._modes import modes_now
 
 
 def _to_cpu(obj: Any) -> Any:

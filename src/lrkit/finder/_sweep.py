@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lrkit._modes import modes_now
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.schedules import Schedule
 
@@ -215,17 +216,6 @@ def _autocast(model: torch.nn.Module, amp: bool | torch.dtype) -> contextlib.Abs
         amp if isinstance(amp, torch.dtype) else (torch.float16 if device.type == "cuda" else torch.bfloat16)
     )
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def modes_now(model: torch.nn.Module) -> Callable[[], None]:
-    """A function that puts every submodule of `model` back in the train/eval mode it has now."""
-    modes = [(m, m.training) for m in model.modules()]
-
-    def apply() -> None:
-        for m, training in modes:
-            m.training = training
-
-    return apply
 
 
 def train_modes(model: torch.nn.Module) -> Callable[[], None]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lrkit._checks import positive_or_none
+from lrkit._modes import modes_now
 from lrkit.adapters.torch import ScheduleLR
 from lrkit.optim import make
 from lrkit.schedules import Schedule, constant, onecycle, parse
@@ -129,7 +130,7 @@ def evaluate_split(
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
-    modes = [(m, m.training) for m in model.modules()]  # each submodule's (a frozen BatchNorm)
+    restore_modes = modes_now(model)  # each submodule's (a frozen BatchNorm)
     model.eval()
     try:
         with torch.no_grad():
@@ -140,8 +141,7 @@ def evaluate_split(
                 return math.nan, math.nan
             return float(task.loss(out, y)), float(task.score(out, y))
     finally:
-        for m, training in modes:
-            m.training = training
+        restore_modes()
 
 
 def train(
